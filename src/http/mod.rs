@@ -1,0 +1,39 @@
+//! The HTTP layer: the axum [`Router`] built by [`app`], its shared
+//! [`AppState`], and one module per group of routes.
+
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::etcd::EtcdProbe;
+
+/// What every handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Whether etcd has answered.
+    pub etcd: Arc<EtcdProbe>,
+    /// Cancelled when the gateway shuts down; ends every stream.
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the router with every route and layer.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::RouteNotFound { path: request.uri().path().to_owned() }
+}

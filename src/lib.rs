@@ -1,0 +1,78 @@
+//! etcd-cache-gateway: an HTTP/JSON caching gateway in front of etcd.
+//!
+//! REST reads and Server-Sent-Events watches are served from an in-memory
+//! watch cache that one etcd watch per namespace keeps fresh. `DESIGN.md`
+//! describes the architecture; `openapi/openapi.yaml` the HTTP contract.
+//!
+//! The binary only wires: it loads the [`config::Config`], installs tracing and
+//! calls [`run`]. Tests call the same [`run`] (or [`app`]) on port 0.
+
+pub mod config;
+pub mod error;
+pub mod etcd;
+pub mod http;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use http::{AppState, app};
+
+use config::Config;
+use etcd::{EtcdClient, EtcdError, EtcdProbe};
+
+/// Why the gateway stopped other than by a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The etcd client could not be set up (bad TLS files, failed authentication).
+    #[error("etcd client setup failed: {0}")]
+    Etcd(#[from] EtcdError),
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then drains
+/// for at most `http.shutdown_timeout` and returns.
+///
+/// # Errors
+/// [`RunError`] when etcd cannot be set up or the server fails.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let etcd = EtcdClient::connect(&config.etcd).await?;
+    let tasks = TaskTracker::new();
+    let probe = Arc::new(EtcdProbe::default());
+    tasks.spawn(probe.clone().run(etcd, shutdown.clone()));
+    tasks.close();
+
+    let state = AppState { config: config.clone(), etcd: probe, shutdown: shutdown.clone() };
+    let router = app(state);
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    let mut server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    tokio::select! {
+        result = &mut server => {
+            shutdown.cancel();
+            return result.unwrap_or_else(|e| Err(std::io::Error::other(e))).map_err(RunError::Serve);
+        }
+        () = shutdown.cancelled() => {}
+    }
+    let deadline = config.http.shutdown_timeout.get();
+    let drained = tokio::time::timeout(deadline, async {
+        let _ = server.await;
+        tasks.wait().await;
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("shut down cleanly"),
+        Err(_) => tracing::warn!(?deadline, "drain deadline passed; exiting with work still open"),
+    }
+    Ok(())
+}

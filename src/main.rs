@@ -1,0 +1,22 @@
+//! The `etcd-cache-gateway` binary: wiring only (config → tracing → run).
+
+use anyhow::Context;
+use clap::Parser;
+use etcd_cache_gateway::config::{self, Cli};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = config::load(&cli, std::env::vars())?;
+    if cli.check_config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
+    etcd_cache_gateway::telemetry::init(&config.log).map_err(|e| anyhow::anyhow!(e))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let shutdown = etcd_cache_gateway::shutdown::on_signal();
+    etcd_cache_gateway::run(config, listener, shutdown).await?;
+    Ok(())
+}
