@@ -41,7 +41,7 @@ pub struct Cli {
     /// Log format
     #[arg(long, value_name = "FORMAT", env = "GATEWAY_LOG__FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Load and validate the configuration, print it as TOML-like JSON, and exit
+    /// Load and validate the configuration, print it as JSON, and exit
     #[arg(long)]
     pub check_config: bool,
 }

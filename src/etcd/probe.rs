@@ -1,15 +1,14 @@
 //! [`EtcdProbe`]: whether etcd has answered a real request.
 //!
 //! `Client::connect` succeeds even when every endpoint is dead (NOTES.md), so
-//! readiness needs an answered request. The probe asks etcd for a count of one
-//! key until the first success, then every [`PROBE_INTERVAL`], and records
+//! readiness needs an answered request. The probe asks the current endpoint for its
+//! status (cheap, needs no key permission) until the first success, then every [`PROBE_INTERVAL`], and records
 //! the latest revision etcd reported.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use etcd_client::GetOptions;
 use tokio_util::sync::CancellationToken;
 
 use super::EtcdClient;
@@ -45,11 +44,7 @@ impl EtcdProbe {
     /// Probes etcd until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, client: EtcdClient, shutdown: CancellationToken) {
         loop {
-            let result = client
-                .call(|mut c| async move {
-                    c.get("", Some(GetOptions::new().with_count_only().with_serializable())).await
-                })
-                .await;
+            let result = client.call(|mut c| async move { c.status().await }).await;
             match result {
                 Ok(response) => {
                     if let Some(header) = response.header() {

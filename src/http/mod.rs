@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +32,16 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.yaml", get(openapi))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// The OpenAPI document, compiled in so the binary serves the contract it implements.
+const OPENAPI_YAML: &str = include_str!("../../openapi/openapi.yaml");
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
 }
 
 async fn not_found(request: Request) -> ApiError {

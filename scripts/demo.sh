@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The main command: runs the gateway against a throwaway local etcd seeded with
+# demo data. Installs what is missing, builds release, prints curl commands.
+# Ctrl-C stops both processes and removes the temporary directory.
+#
+#   scripts/demo.sh                 # gateway on 127.0.0.1:8080
+#   DEMO_LISTEN=127.0.0.1:9090 scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/prereqs.sh
+. scripts/prereqs.sh
+ensure_build_tools
+
+listen="${DEMO_LISTEN:-127.0.0.1:8080}"
+base="http://${listen}"
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p
+  for p in "$@" $(seq 23790 23890); do
+    port_in_use "$p" || { echo "$p"; return; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+echo "==> building (release)"
+cargo build --release --quiet
+
+dir=$(mktemp -d -t etcd-cache-gateway-demo.XXXXXX)
+etcd_pid="" gateway_pid=""
+cleanup() {
+  trap - EXIT INT TERM
+  set +e
+  local pid
+  for pid in $gateway_pid $etcd_pid; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$dir"
+  echo "demo stopped; removed $dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+client_port=$(free_port 2379)
+peer_port=$(free_port 2380 $((client_port + 1)))
+endpoint="http://127.0.0.1:${client_port}"
+echo "==> starting etcd on ${endpoint} (data in ${dir})"
+etcd --name demo --data-dir "$dir/etcd" \
+  --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
+  --listen-peer-urls "http://127.0.0.1:${peer_port}" \
+  --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
+  --initial-cluster "demo=http://127.0.0.1:${peer_port}" \
+  --experimental-watch-progress-notify-interval=5s \
+  --logger=zap --log-outputs="$dir/etcd.log" &
+etcd_pid=$!
+export ETCDCTL_API=3
+ctl() { etcdctl --endpoints="$endpoint" "$@" >/dev/null; }
+for _ in $(seq 1 100); do
+  etcdctl --endpoints="$endpoint" endpoint health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+echo "==> seeding demo data"
+tiers=(frontend backend backend data)
+for i in $(seq 1 24); do
+  tier=${tiers[$((i % 4))]}
+  ctl put "apps/services/svc-$(printf %02d "$i")" \
+    "{\"name\":\"svc-$i\",\"port\":$((8000 + i)),\"replicas\":$((i % 3 + 1)),\"labels\":{\"tier\":\"$tier\"}}"
+done
+ctl put "apps/config/log-level" "info"
+ctl put "apps/config/feature-flags" '{"new_ui":true,"beta":false}'
+ctl put "apps/config/motd" "Welcome to the etcd-cache-gateway demo"
+ctl put "apps/config/empty" ""
+printf '\x89PNG\r\n\x1a\n\x00\x00\xff' | ctl put "apps/blobs/logo.png"
+for i in $(seq 1 8); do
+  ctl put "infra/nodes/node-$i" "{\"zone\":\"zone-$((i % 3))\",\"ready\":true}"
+done
+ctl put "infra/dns/upstream" "9.9.9.9"
+
+cat >"$dir/gateway.toml" <<TOML
+listen = "${listen}"
+[etcd]
+endpoints = ["${endpoint}"]
+[[namespaces]]
+name = "apps"
+prefix = "apps/"
+[[namespaces]]
+name = "infra"
+prefix = "infra/"
+[http]
+cors_origins = ["*"]
+TOML
+
+echo "==> starting the gateway on ${base}"
+./target/release/etcd-cache-gateway --config "$dir/gateway.toml" &
+gateway_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "${base}/readyz" >/dev/null 2>&1 && break
+  kill -0 "$gateway_pid" 2>/dev/null || { echo "the gateway exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+cat <<TXT
+
+etcd-cache-gateway is running on ${base} (etcd: ${endpoint}).
+Namespaces: "apps" (etcd prefix apps/) and "infra" (etcd prefix infra/).
+
+Try:
+  curl -s ${base}/healthz
+  curl -s ${base}/readyz
+  curl -s ${base}/does-not-exist          # problem+json 404
+
+Change data and watch the gateway follow:
+  ETCDCTL_API=3 etcdctl --endpoints=${endpoint} put apps/config/log-level debug
+
+Press Ctrl-C to stop etcd and the gateway and remove ${dir}.
+TXT
+wait "$gateway_pid"

@@ -1,0 +1,30 @@
+# shellcheck shell=bash
+# Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
+# Debian packages: etcd-server (the etcd binary tests and the demo run),
+# etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
+# (protoc, needed to build etcd-client).
+
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+
+# ensure_tools CMD:PACKAGE ... installs PACKAGE when CMD is missing.
+ensure_tools() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing packages: ${missing[*]} (install them, or run as root on Debian)" >&2
+    return 1
+  fi
+}
+
+ensure_build_tools() {
+  ensure_tools etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler
+  command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
+}

@@ -1,0 +1,7 @@
+//! The one integration test binary: suites against a real etcd.
+//! Run one test with `cargo test --test it -- name`.
+
+mod binary;
+mod server;
+mod support;
+mod support_selftest;

@@ -1,0 +1,70 @@
+//! The server skeleton: health, readiness against a real etcd, problem+json 404s.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Etcd, EtcdOptions, Gateway, free_port, wait_until};
+
+async fn get(url: &str) -> (u16, String, Value) {
+    let resp = reqwest::get(url).await.expect("request");
+    let status = resp.status().as_u16();
+    let ctype =
+        resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body = resp.json::<Value>().await.expect("json body");
+    (status, ctype, body)
+}
+
+#[tokio::test]
+async fn unknown_path_is_a_problem_json_404() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start(Gateway::config(&[etcd.endpoint()])).await;
+    let (status, ctype, body) = get(&gw.url("/no/such/route")).await;
+    assert_eq!(status, 404);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["detail"], "no route for /no/such/route");
+    assert_eq!(body["type"], "urn:etcd-cache-gateway:problem:not_found");
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_etcd_is_down_and_200_once_it_answers() {
+    let port = free_port();
+    let mut etcd = Etcd::single(EtcdOptions { client_port: Some(port), ..EtcdOptions::default() });
+    let gw = Gateway::start(Gateway::config(&[etcd.endpoint()])).await;
+
+    let (status, _, body) = get(&gw.url("/healthz")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "healthz answers without etcd");
+    let (status, ctype, body) = get(&gw.url("/readyz")).await;
+    assert_eq!(status, 503);
+    assert_eq!(ctype, "application/problem+json");
+    assert_eq!(body["code"], "not_ready");
+
+    etcd.start_prepared().await;
+    wait_until("readyz answers 200", Duration::from_secs(20), || async {
+        reqwest::get(gw.url("/readyz")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_returns_promptly() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start(Gateway::config(&[etcd.endpoint()])).await;
+    let (status, _, _) = get(&gw.url("/healthz")).await;
+    assert_eq!(status, 200);
+    let took = gw.shutdown().await;
+    assert!(took < Duration::from_secs(5), "run returned within the drain deadline: {took:?}");
+}
+
+#[tokio::test]
+async fn openapi_document_is_served() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start(Gateway::config(&[etcd.endpoint()])).await;
+    let resp = reqwest::get(gw.url("/openapi.yaml")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/yaml");
+    let body = resp.text().await.unwrap();
+    assert!(body.starts_with("openapi: 3.1.0"), "{body}");
+}
