@@ -7,6 +7,7 @@
 //! The binary only wires: it loads the [`config::Config`], installs tracing and
 //! calls [`run`]. Tests call the same [`run`] (or [`app`]) on port 0.
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod etcd;

@@ -1,0 +1,105 @@
+//! Subscriptions: a watcher is a cursor (the last revision it has seen) into
+//! the shared history, woken when head moves. No events are copied per
+//! subscriber; a subscriber that falls out of the window gets a reset.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::history::Entry;
+use super::types::Revision;
+use super::watch_cache::{ResetReason, View, WatchCache};
+
+/// What a subscriber gets next.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// The next revision's batch after the cursor (the cursor moved to it).
+    Batch(Arc<Entry>),
+    /// History the subscriber needs is gone; it must re-sync from a snapshot
+    /// ([`Subscription::resync`]).
+    Reset(ResetReason),
+}
+
+/// A cursor into one namespace's history.
+pub struct Subscription {
+    cache: WatchCache,
+    cursor: Revision,
+    generation: u64,
+    updates: watch::Receiver<Revision>,
+}
+
+impl WatchCache {
+    /// Subscribes after `cursor`: the first update is the first batch with a
+    /// revision greater than it (or a reset, when the window no longer
+    /// covers it).
+    pub fn subscribe(&self, cursor: Revision) -> Subscription {
+        let mut updates = self.head_updates();
+        updates.mark_changed();
+        Subscription { cursor, generation: self.view().generation, updates, cache: self.clone() }
+    }
+}
+
+impl Subscription {
+    /// The last revision delivered (or synced to).
+    pub fn cursor(&self) -> Revision {
+        self.cursor
+    }
+
+    /// The next update if one is available now.
+    pub fn try_next(&mut self) -> Option<Update> {
+        let view = self.cache.view();
+        if let Some(reason) = self.gap(&view) {
+            return Some(Update::Reset(reason));
+        }
+        let entry = view.history.after(self.cursor)?;
+        self.cursor = entry.revision;
+        Some(Update::Batch(Arc::clone(entry)))
+    }
+
+    /// Waits for the next update. Returns `None` only if the cache is gone.
+    pub async fn next(&mut self) -> Option<Update> {
+        loop {
+            // Mark the head seen before looking, so a publish in between wakes us.
+            self.updates.borrow_and_update();
+            if let Some(update) = self.try_next() {
+                return Some(update);
+            }
+            self.updates.changed().await.ok()?;
+        }
+    }
+
+    /// After a reset: moves the cursor to the current head and returns the
+    /// view whose state the subscriber must be sent as a snapshot.
+    pub fn resync(&mut self) -> Arc<View> {
+        let view = self.cache.view();
+        self.cursor = view.head;
+        self.generation = view.generation;
+        view
+    }
+
+    /// When nothing is pending, moves the cursor to head and returns it (the
+    /// stream is complete up to there: a `progress` event). `None` when a batch
+    /// or reset is pending or head has not moved past the cursor.
+    pub fn progress(&mut self) -> Option<Revision> {
+        let view = self.cache.view();
+        if self.gap(&view).is_some() || view.history.after(self.cursor).is_some() || view.head <= self.cursor
+        {
+            return None;
+        }
+        self.cursor = view.head;
+        Some(view.head)
+    }
+
+    /// Why the subscriber cannot continue from its cursor, if it cannot.
+    fn gap(&self, view: &View) -> Option<ResetReason> {
+        let min_cursor = view.history.min_cursor()?;
+        let relisted_under_us = view.generation != self.generation && self.cursor > view.head;
+        if self.cursor >= min_cursor && !relisted_under_us {
+            return None;
+        }
+        Some(match view.last_reset {
+            Some(mark) if mark.revision > self.cursor || relisted_under_us => mark.reason,
+            _ => ResetReason::Lagged,
+        })
+    }
+}
