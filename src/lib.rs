@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod http;
+pub mod namespaces;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -24,7 +25,8 @@ use tokio_util::task::TaskTracker;
 pub use http::{AppState, app};
 
 use config::Config;
-use etcd::{EtcdClient, EtcdError, EtcdProbe};
+use etcd::{EtcdClient, EtcdError};
+use namespaces::Namespaces;
 
 /// Why the gateway stopped other than by a clean shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +48,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let config = Arc::new(config);
     let etcd = EtcdClient::connect(&config.etcd).await?;
     let tasks = TaskTracker::new();
-    let probe = Arc::new(EtcdProbe::default());
-    tasks.spawn(probe.clone().run(etcd, shutdown.clone()));
+    let namespaces = Namespaces::new(&config, &etcd);
+    namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
 
-    let state = AppState { config: config.clone(), etcd: probe, shutdown: shutdown.clone() };
+    let state = AppState { config: config.clone(), namespaces, shutdown: shutdown.clone() };
     let router = app(state);
     tracing::info!(address = %listener.local_addr()?, "listening");
     let mut server = tokio::spawn(

@@ -1,4 +1,4 @@
-//! `/healthz` (the process runs) and `/readyz` (the gateway can serve).
+//! `/healthz` (the process runs) and `/readyz` (every namespace is loaded).
 
 use axum::Json;
 use axum::extract::State;
@@ -12,16 +12,14 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 once etcd has answered a real request; 503 `not_ready` before.
+/// 200 once every namespace finished its first load; 503 `not_ready` with
+/// per-namespace detail before. Losing etcd later does not make the gateway
+/// unready: it serves the last state, marked stale.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let etcd = json!({
-        "answered": state.etcd.has_answered(),
-        "reachable": state.etcd.is_reachable(),
-        "etcd_revision": state.etcd.etcd_revision(),
-    });
-    if state.etcd.has_answered() {
-        Ok(Json(json!({"status": "ready", "etcd": etcd})))
+    let namespaces = json!(state.namespaces.reports());
+    if state.namespaces.all_ready() {
+        Ok(Json(json!({"status": "ready", "namespaces": namespaces})))
     } else {
-        Err(ApiError::NotReady { namespaces: json!({"etcd": etcd}) })
+        Err(ApiError::NotReady { namespaces })
     }
 }

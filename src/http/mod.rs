@@ -2,6 +2,7 @@
 //! [`AppState`], and one module per group of routes.
 
 mod health;
+mod namespaces;
 
 use std::sync::Arc;
 
@@ -14,15 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::etcd::EtcdProbe;
+use crate::namespaces::Namespaces;
 
 /// What every handler may use; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The validated configuration.
     pub config: Arc<Config>,
-    /// Whether etcd has answered.
-    pub etcd: Arc<EtcdProbe>,
+    /// The namespaces and their caches.
+    pub namespaces: Namespaces,
     /// Cancelled when the gateway shuts down; ends every stream.
     pub shutdown: CancellationToken,
 }
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.yaml", get(openapi))
+        .route("/v1/namespaces", get(namespaces::list))
         .fallback(not_found)
         .with_state(state)
 }

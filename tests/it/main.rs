@@ -2,6 +2,7 @@
 //! Run one test with `cargo test --test it -- name`.
 
 mod binary;
+mod cache;
 mod server;
 mod support;
 mod support_selftest;

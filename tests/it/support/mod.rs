@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // not every suite uses every helper
 
+pub mod cache;
 pub mod etcd;
 pub mod gateway;
+pub mod proxy;
 pub mod wait;
 
 use std::net::TcpListener;
@@ -13,6 +15,7 @@ use tempfile::TempDir;
 
 pub use etcd::{Etcd, EtcdCluster, EtcdOptions};
 pub use gateway::Gateway;
+pub use proxy::Proxy;
 pub use wait::wait_until;
 
 /// A free loopback port (bound, read, released). Another etcd may hold 2379,

@@ -1,0 +1,80 @@
+//! [`EtcdLoader`]: the cache's [`ValueLoader`] for one namespace, reading
+//! etcd through the failover client.
+
+use etcd_client::GetOptions;
+use futures_util::future::BoxFuture;
+
+use super::keys::Prefix;
+use super::{EtcdClient, EtcdError};
+use crate::cache::{KeyRange, LoadRequest, Loaded, Revision, ValueLoader};
+
+/// Reads one namespace's keys from etcd.
+pub struct EtcdLoader {
+    client: EtcdClient,
+    prefix: Prefix,
+}
+
+impl EtcdLoader {
+    /// A loader for the namespace with `prefix`.
+    pub fn new(client: EtcdClient, prefix: Prefix) -> Self {
+        Self { client, prefix }
+    }
+
+    async fn load_range(&self, request: LoadRequest) -> Result<Loaded, EtcdError> {
+        if request.range.is_empty() {
+            return Ok(Loaded::default());
+        }
+        let (start, end) = self.prefix.etcd_range(&request.range);
+        let mut options = GetOptions::new().with_range(end);
+        if request.revision > 0 {
+            options = options.with_revision(request.revision);
+        }
+        if request.limit > 0 {
+            options = options.with_limit(i64::try_from(request.limit).unwrap_or(i64::MAX));
+        }
+        if request.keys_only {
+            options = options.with_keys_only();
+        }
+        let response = self
+            .client
+            .call(|mut c| {
+                let (start, options) = (start.clone(), options.clone());
+                async move { c.get(start, Some(options)).await }
+            })
+            .await?;
+        let kvs = response.kvs().iter().filter_map(|kv| self.prefix.key_value(kv)).collect();
+        Ok(Loaded {
+            kvs,
+            revision: response.header().map_or(0, |h| h.revision()),
+            more: response.more(),
+            count: u64::try_from(response.count()).unwrap_or(0),
+        })
+    }
+
+    async fn linearizable_revision(&self) -> Result<Revision, EtcdError> {
+        // A linearizable read of one key: its header carries etcd's current revision.
+        let (start, _) = self.prefix.etcd_range(&KeyRange::all());
+        let options = GetOptions::new().with_count_only();
+        let response = self
+            .client
+            .call(|mut c| {
+                let (start, options) = (start.clone(), options.clone());
+                async move { c.get(start, Some(options)).await }
+            })
+            .await?;
+        response
+            .header()
+            .map(|h| h.revision())
+            .ok_or(EtcdError::Failed { message: "response without header".into() })
+    }
+}
+
+impl ValueLoader for EtcdLoader {
+    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, EtcdError>> {
+        Box::pin(self.load_range(request))
+    }
+
+    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, EtcdError>> {
+        Box::pin(self.linearizable_revision())
+    }
+}
