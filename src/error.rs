@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::cache::ReadError;
+use crate::etcd::EtcdError;
+
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -216,6 +219,33 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
         }
         response
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::NotReady => Self::NotReady { namespaces: Value::Null },
+            ReadError::Compacted { revision, compact_revision } => {
+                Self::Compacted { revision, compact_revision }
+            }
+            ReadError::FutureRevision { revision, etcd_revision } => {
+                Self::FutureRevision { revision, etcd_revision }
+            }
+            ReadError::Timeout { revision, head, waited } => Self::Timeout {
+                detail: format!(
+                    "the cache did not reach revision {revision} within {waited:?} (it is at {head})"
+                ),
+            },
+            ReadError::Etcd(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<EtcdError> for ApiError {
+    fn from(e: EtcdError) -> Self {
+        tracing::warn!(error = %e, "etcd request failed");
+        Self::EtcdUnavailable { detail: e.to_string() }
     }
 }
 

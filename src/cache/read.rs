@@ -89,6 +89,8 @@ enum Source {
 pub struct Snapshot {
     cache: WatchCache,
     revision: Revision,
+    /// The revision of the namespace's last change at or before `revision`.
+    last_change: Revision,
     source: Source,
 }
 
@@ -115,7 +117,7 @@ impl WatchCache {
                 }
                 let view = self.view();
                 Ok(match view.history.at(revision) {
-                    Some(entry) => self.indexed_snapshot(entry.index.clone(), revision),
+                    Some(entry) => self.indexed_snapshot(entry.index.clone(), revision, entry.revision),
                     None => self.etcd_snapshot(revision),
                 })
             }
@@ -148,15 +150,16 @@ impl WatchCache {
 
     fn at_head(&self) -> Snapshot {
         let view = self.view();
-        self.indexed_snapshot(view.index(), view.head)
+        let last_change = view.history.latest().map_or(view.head, |e| e.revision);
+        self.indexed_snapshot(view.index(), view.head, last_change)
     }
 
-    fn indexed_snapshot(&self, index: Index, revision: Revision) -> Snapshot {
-        Snapshot { cache: self.clone(), revision, source: Source::Index(index) }
+    fn indexed_snapshot(&self, index: Index, revision: Revision, last_change: Revision) -> Snapshot {
+        Snapshot { cache: self.clone(), revision, last_change, source: Source::Index(index) }
     }
 
     fn etcd_snapshot(&self, revision: Revision) -> Snapshot {
-        Snapshot { cache: self.clone(), revision, source: Source::Etcd }
+        Snapshot { cache: self.clone(), revision, last_change: revision, source: Source::Etcd }
     }
 
     /// Errs when `revision` is beyond etcd's, asking etcd when the last known
@@ -217,6 +220,13 @@ impl Snapshot {
     /// The revision this snapshot is exactly at.
     pub fn revision(&self) -> Revision {
         self.revision
+    }
+
+    /// The revision of the namespace's last change at or before this
+    /// snapshot (validators stay equal while nothing changed); the snapshot
+    /// revision itself when read from etcd.
+    pub fn last_change_revision(&self) -> Revision {
+        self.last_change
     }
 
     /// Whether answers come from etcd rather than memory.

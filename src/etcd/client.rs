@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions};
 
 use crate::config::EtcdConfig;
 
@@ -81,6 +81,8 @@ impl From<etcd_client::Error> for EtcdError {
 #[derive(Clone)]
 pub struct EtcdClient {
     endpoints: Arc<[(String, Client)]>,
+    /// Largest response decoded (etcd-client's default of 4 MB fails large pages and catch-ups).
+    max_message_bytes: usize,
     /// Index of the endpoint calls go to first; moves on transport failures.
     current: Arc<AtomicUsize>,
 }
@@ -98,7 +100,26 @@ impl EtcdClient {
             let client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
             endpoints.push((endpoint.clone(), client));
         }
-        Ok(Self { endpoints: endpoints.into(), current: Arc::new(AtomicUsize::new(0)) })
+        let max_message_bytes = usize::try_from(config.max_message_bytes.bytes()).unwrap_or(usize::MAX);
+        Ok(Self { endpoints: endpoints.into(), current: Arc::new(AtomicUsize::new(0)), max_message_bytes })
+    }
+
+    /// The largest response a client decodes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    /// A range read with failover, decoding responses up to `max_message_bytes`.
+    ///
+    /// # Errors
+    /// The classified etcd error of the last endpoint tried.
+    pub async fn get(&self, key: Vec<u8>, options: GetOptions) -> Result<GetResponse, EtcdError> {
+        let max = self.max_message_bytes;
+        self.call(|client| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { client.kv_client().max_decoding_message_size(max).get(key, Some(options)).await }
+        })
+        .await
     }
 
     /// The endpoint and a client for it that calls should use now.

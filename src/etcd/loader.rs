@@ -35,13 +35,7 @@ impl EtcdLoader {
         if request.keys_only {
             options = options.with_keys_only();
         }
-        let response = self
-            .client
-            .call(|mut c| {
-                let (start, options) = (start.clone(), options.clone());
-                async move { c.get(start, Some(options)).await }
-            })
-            .await?;
+        let response = self.client.get(start, options).await?;
         let kvs = response.kvs().iter().filter_map(|kv| self.prefix.key_value(kv)).collect();
         Ok(Loaded {
             kvs,
@@ -54,14 +48,7 @@ impl EtcdLoader {
     async fn linearizable_revision(&self) -> Result<Revision, EtcdError> {
         // A linearizable read of one key: its header carries etcd's current revision.
         let (start, _) = self.prefix.etcd_range(&KeyRange::all());
-        let options = GetOptions::new().with_count_only();
-        let response = self
-            .client
-            .call(|mut c| {
-                let (start, options) = (start.clone(), options.clone());
-                async move { c.get(start, Some(options)).await }
-            })
-            .await?;
+        let response = self.client.get(start, GetOptions::new().with_count_only()).await?;
         response
             .header()
             .map(|h| h.revision())

@@ -142,13 +142,7 @@ impl Reflector {
             if let Some(b) = &builder {
                 options = options.with_revision(crate::cache::SnapshotBuilder::revision(b));
             }
-            let response = self
-                .client
-                .call(|mut c| {
-                    let (start, options) = (start.clone(), options.clone());
-                    async move { c.get(start, Some(options)).await }
-                })
-                .await?;
+            let response = self.client.get(start.clone(), options).await?;
             let revision = response.header().map_or(0, |h| h.revision());
             self.cache.status().observe_etcd_revision(revision);
             let builder = builder.get_or_insert_with(|| self.cache.snapshot_builder(revision));
@@ -177,8 +171,8 @@ impl Reflector {
         let (start, end) = self.prefix.etcd_range(&KeyRange::all());
         let (endpoint, client) = self.client.current();
         let endpoint = endpoint.to_owned();
-        let max_message = usize::try_from(self.config.max_message_bytes.bytes()).unwrap_or(usize::MAX);
-        let mut watch_client = client.watch_client().max_decoding_message_size(max_message);
+        let mut watch_client =
+            client.watch_client().max_decoding_message_size(self.client.max_message_bytes());
         let options = WatchOptions::new()
             .with_range(end)
             .with_start_revision(start_revision)
@@ -276,14 +270,11 @@ impl Reflector {
             .with_min_mod_revision(head + 1)
             .with_limit(1);
         let total = GetOptions::new().with_range(end).with_revision(revision).with_count_only();
-        let get = |options: GetOptions| {
-            let start = start.clone();
-            self.client.call(move |mut c| {
-                let (start, options) = (start.clone(), options.clone());
-                async move { c.get(start, Some(options)).await }
-            })
+        let (Ok(modified), Ok(total)) =
+            (self.client.get(start.clone(), modified).await, self.client.get(start, total).await)
+        else {
+            return false;
         };
-        let (Ok(modified), Ok(total)) = (get(modified).await, get(total).await) else { return false };
         let keys = self.cache.view().index().len();
         modified.kvs().is_empty() && usize::try_from(total.count()).is_ok_and(|n| n == keys)
     }

@@ -1,8 +1,14 @@
 //! The HTTP layer: the axum [`Router`] built by [`app`], its shared
 //! [`AppState`], and one module per group of routes.
 
+mod filter;
 mod health;
+mod kv;
+mod kv_request;
 mod namespaces;
+mod page_token;
+mod params;
+mod render;
 
 use std::sync::Arc;
 
@@ -35,6 +41,8 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/openapi.yaml", get(openapi))
         .route("/v1/namespaces", get(namespaces::list))
+        .route("/v1/namespaces/{ns}/kv", get(kv::list))
+        .route("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key))
         .fallback(not_found)
         .with_state(state)
 }

@@ -357,3 +357,17 @@ async fn differential_random_operations_equal_etcd_at_head_and_past_revisions() 
         assert_equal_at(&h.cache, &mut client, "d/", revision).await;
     }
 }
+
+#[tokio::test]
+async fn bootstrap_pages_larger_than_4mb_load() {
+    let etcd = Etcd::start().await;
+    let mut client = etcd.client().await;
+    let big = "x".repeat(1024 * 1024);
+    for i in 0..8 {
+        put(&mut client, &format!("large/{i}"), &big).await;
+    }
+    // One page of 8 MiB: beyond etcd-client's default 4 MB decoding limit.
+    let h = CacheHarness::start(config_for(&[etcd.endpoint()], "large/")).await;
+    assert_eq!(h.cache.report().keys, 8);
+    assert_equal_at(&h.cache, &mut client, "large/", h.cache.head()).await;
+}

@@ -3,6 +3,7 @@
 
 mod binary;
 mod cache;
+mod kv;
 mod server;
 mod support;
 mod support_selftest;

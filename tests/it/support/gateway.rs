@@ -49,6 +49,29 @@ impl Gateway {
         Self { base_url: format!("http://{addr}"), addr, shutdown, task: Some(task) }
     }
 
+    /// Starts the gateway and waits until `/readyz` answers 200.
+    pub async fn start_ready(config: Config) -> Self {
+        let gateway = Self::start(config).await;
+        let url = gateway.url("/readyz");
+        super::wait_until("the gateway is ready", Duration::from_secs(30), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        gateway
+    }
+
+    /// A config with one namespace `name` on `prefix`.
+    pub fn config_with_namespace(endpoints: &[String], name: &str, prefix: &str) -> Config {
+        let mut config = Self::config(endpoints);
+        config.namespaces = vec![etcd_cache_gateway::config::NamespaceConfig {
+            name: name.into(),
+            prefix: prefix.into(),
+            max_subscribers: None,
+        }];
+        config
+    }
+
     /// `base_url` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod etcd;
 pub mod gateway;
+pub mod http;
 pub mod proxy;
 pub mod wait;
 

@@ -1,0 +1,94 @@
+//! Shared set-up of the cache benchmarks: a cache filled with `n` keys of
+//! 100-byte values, without etcd (values stay in memory; the loader is never
+//! called).
+
+#![allow(dead_code)] // each bench uses part of it
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_cache_gateway::cache::{
+    CacheOptions, Event, EventKind, KeyValue, LoadRequest, Loaded, Meta, ResetReason, Revision,
+    RevisionBatch, RevisionPolicy, ValueLoader, ValueStore, WatchCache,
+};
+use etcd_cache_gateway::etcd::EtcdError;
+use futures_util::future::BoxFuture;
+
+/// Value size of the benchmarks (the issue's "100-byte values").
+pub const VALUE_BYTES: usize = 100;
+
+struct NoEtcd;
+
+impl ValueLoader for NoEtcd {
+    fn load(&self, _: LoadRequest) -> BoxFuture<'_, Result<Loaded, EtcdError>> {
+        Box::pin(async { Err(EtcdError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    }
+
+    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, EtcdError>> {
+        Box::pin(async { Err(EtcdError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    }
+}
+
+/// The key of item `i`: realistic shape, sorted like the numbers.
+pub fn key(i: usize) -> Bytes {
+    Bytes::from(format!("services/region-{:02}/svc-{i:08}", i % 16))
+}
+
+/// A value of `VALUE_BYTES`.
+pub fn value(i: usize) -> Bytes {
+    let mut v = format!("{{\"id\":{i},\"payload\":\"").into_bytes();
+    v.resize(VALUE_BYTES - 2, b'x');
+    v.extend_from_slice(b"\"}");
+    Bytes::from(v)
+}
+
+/// A loaded cache of `n` keys at revision `n`.
+pub async fn filled_cache(n: usize, history_revisions: u64) -> WatchCache {
+    let options = CacheOptions {
+        name: "bench".into(),
+        id: 0,
+        consistent_read_timeout: Duration::from_secs(1),
+        wait_timeout: Duration::from_secs(1),
+    };
+    let values = ValueStore::new(u64::MAX / 4, None);
+    let cache =
+        WatchCache::new(options, values, Arc::new(NoEtcd), Box::new(RevisionPolicy { history_revisions }));
+    let mut builder = cache.snapshot_builder(n as Revision + 1);
+    for start in (0..n).step_by(1000) {
+        let page: Vec<KeyValue> = (start..(start + 1000).min(n))
+            .map(|i| KeyValue {
+                key: key(i),
+                value: value(i),
+                meta: Meta {
+                    create_revision: i as Revision + 1,
+                    mod_revision: i as Revision + 1,
+                    version: 1,
+                    lease: 0,
+                    value_len: VALUE_BYTES as u32,
+                },
+            })
+            .collect();
+        builder.add(page).await;
+    }
+    builder.install(ResetReason::Relisted).await;
+    cache
+}
+
+/// A one-event batch updating key `i` at `revision`.
+pub fn update(i: usize, revision: Revision) -> RevisionBatch {
+    let meta = Meta {
+        create_revision: 1,
+        mod_revision: revision,
+        version: 2,
+        lease: 0,
+        value_len: VALUE_BYTES as u32,
+    };
+    let kv = KeyValue { key: key(i), value: value(i), meta };
+    RevisionBatch { revision, events: vec![Event { kind: EventKind::Put, kv, prev_kv: None }] }
+}
+
+/// Whether cargo runs this as a benchmark (`cargo bench`) rather than a test.
+pub fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}

@@ -1,0 +1,202 @@
+//! `GET /v1/namespaces/{ns}/kv/{key}` and `GET /v1/namespaces/{ns}/kv`:
+//! parse the typed request, ask the namespace's cache, render.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+
+use super::AppState;
+use super::kv_request::{GetRequest, RangeRequest, Shape};
+use super::params::{Params, check_key_len};
+use super::render::{self, KvJson, KvStyle};
+use crate::cache::{KeyValue, ReadError, Revision, Snapshot};
+use crate::error::ApiError;
+use crate::namespaces::Namespace;
+
+/// Keys read per step when a filtered listing scans its range.
+const FILTER_SCAN_PAGE: usize = 1000;
+
+/// The namespace segment and the rest of a `/v1/namespaces/{ns}/...` path,
+/// both still percent-encoded.
+fn split_path(path: &str) -> (&str, &str) {
+    let rest = path.strip_prefix("/v1/namespaces/").unwrap_or_default();
+    rest.split_once('/').unwrap_or((rest, ""))
+}
+
+/// The namespace named by a (percent-encoded) path segment.
+pub fn namespace<'a>(state: &'a AppState, segment: &str) -> Result<&'a Arc<Namespace>, ApiError> {
+    let name = percent_decode_str(segment).decode_utf8_lossy();
+    state.namespaces.get(&name).ok_or_else(|| ApiError::NamespaceNotFound { namespace: name.into_owned() })
+}
+
+/// `GET /v1/namespaces/{ns}/kv/{key}`: the key is the raw path remainder,
+/// percent-decoded to bytes (so non-UTF-8 keys work here too).
+pub async fn get_key(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (segment, rest) = split_path(uri.path());
+    let ns = namespace(&state, segment)?;
+    let key: Vec<u8> = percent_decode_str(rest.strip_prefix("kv/").unwrap_or_default()).collect();
+    check_key_len("key", &key)?;
+    let request = GetRequest::parse(Bytes::from(key), Params::parse(uri.query())?)?;
+    serve_get(ns, request, &headers).await
+}
+
+/// `GET /v1/namespaces/{ns}/kv`: a range, or one key given as `key`/`key_b64`.
+pub async fn list(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
+    let ns = namespace(&state, split_path(uri.path()).0)?;
+    let mut params = Params::parse(uri.query())?;
+    if let Some(key) = params.take_key("key")? {
+        return serve_get(ns, GetRequest::parse(key, params)?, &headers).await;
+    }
+    serve_range(ns, RangeRequest::parse(params)?, &headers).await
+}
+
+async fn serve_get(
+    ns: &Namespace,
+    request: GetRequest,
+    request_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if request.key.is_empty() && ns.config.prefix.is_empty() {
+        return Err(ApiError::bad_request("the key must not be empty"));
+    }
+    let snapshot = ns.cache.snapshot(request.at).await.map_err(|e| not_ready(ns, e))?;
+    let mut headers = render::cache_headers(&snapshot);
+    let Some(kv) = snapshot.get(&request.key).await? else {
+        return Ok((headers, ApiError::KeyNotFound { revision: snapshot.revision() }).into_response());
+    };
+    let etag =
+        HeaderValue::from_str(&format!("\"{}\"", kv.meta.mod_revision)).expect("digits are a valid header");
+    if render::not_modified(request_headers, etag.to_str().unwrap_or_default()) {
+        return Ok(render::not_modified_response(headers, etag));
+    }
+    headers.insert(header::ETAG, etag);
+    if request.raw {
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&kv.value).is_ok();
+        let content_type = if is_json { "application/json" } else { "application/octet-stream" };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Ok((StatusCode::OK, headers, kv.value).into_response());
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        revision: Revision,
+        kv: KvJson<'a>,
+    }
+    let style = KvStyle { encoding: request.encoding, with_value: true, select: None };
+    let body = Body { revision: snapshot.revision(), kv: KvJson { kv: &kv, style } };
+    Ok(render::json(StatusCode::OK, headers, &body))
+}
+
+async fn serve_range(
+    ns: &Namespace,
+    request: RangeRequest,
+    request_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let continuing = request.page_token.is_some();
+    let expired = |e: ReadError| match e {
+        ReadError::Compacted { revision, .. } if continuing => ApiError::PageTokenExpired { revision },
+        other => not_ready(ns, other),
+    };
+    let snapshot = ns.cache.snapshot(request.at).await.map_err(expired)?;
+    let mut headers = render::cache_headers(&snapshot);
+    let etag = format!("\"{}-{}\"", ns.config.name, snapshot.last_change_revision());
+    let etag = HeaderValue::from_str(&etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    if render::not_modified(request_headers, etag.to_str().unwrap_or_default()) {
+        return Ok(render::not_modified_response(headers, etag));
+    }
+    headers.insert(header::ETAG, etag);
+    let listing = if request.filters.is_empty() {
+        list_plain(&snapshot, &request).await
+    } else {
+        list_filtered(&snapshot, &request).await
+    }
+    .map_err(expired)?;
+
+    #[derive(Serialize)]
+    struct Body<'a> {
+        revision: Revision,
+        count: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        kvs: Option<Vec<KvJson<'a>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_page_token: Option<Option<String>>,
+    }
+    let revision = snapshot.revision();
+    if request.shape == Shape::CountOnly {
+        let body = Body { revision, count: listing.count, kvs: None, next_page_token: None };
+        return Ok(render::json(StatusCode::OK, headers, &body));
+    }
+    let style = KvStyle {
+        encoding: request.encoding,
+        with_value: request.shape == Shape::Full,
+        select: request.select.as_ref(),
+    };
+    let next = match listing.kvs.last() {
+        Some(last) if listing.more => Some(request.next_token(revision, last.key.clone())),
+        _ => None,
+    };
+    let kvs = listing.kvs.iter().map(|kv| KvJson { kv, style }).collect();
+    let body = Body { revision, count: listing.count, kvs: Some(kvs), next_page_token: Some(next) };
+    Ok(render::json(StatusCode::OK, headers, &body))
+}
+
+/// A not-ready namespace reports its own state.
+fn not_ready(ns: &Namespace, e: ReadError) -> ApiError {
+    match e {
+        ReadError::NotReady => ApiError::NotReady { namespaces: serde_json::json!([ns.cache.report()]) },
+        other => other.into(),
+    }
+}
+
+/// One page of a listing and the count of the whole listing.
+struct Listing {
+    count: u64,
+    kvs: Vec<KeyValue>,
+    more: bool,
+}
+
+async fn list_plain(snapshot: &Snapshot, request: &RangeRequest) -> Result<Listing, ReadError> {
+    let count = snapshot.count(&request.range).await?;
+    if request.shape == Shape::CountOnly {
+        return Ok(Listing { count, kvs: Vec::new(), more: false });
+    }
+    let page = snapshot.range(&request.page_range(), request.limit, request.shape == Shape::KeysOnly).await?;
+    Ok(Listing { count, kvs: page.kvs, more: page.more })
+}
+
+/// Filters need values: scan the whole range (to count every match) and keep
+/// the page's matches after the token's key.
+async fn list_filtered(snapshot: &Snapshot, request: &RangeRequest) -> Result<Listing, ReadError> {
+    let after = request.page_token.as_ref().map(|t| t.last_key.clone());
+    let mut listing = Listing { count: 0, kvs: Vec::new(), more: false };
+    let mut cursor = request.range.clone();
+    loop {
+        let page = snapshot.range(&cursor, FILTER_SCAN_PAGE, false).await?;
+        for kv in &page.kvs {
+            let doc = serde_json::from_slice::<serde_json::Value>(&kv.value).ok();
+            if !request.filters.iter().all(|f| f.matches(doc.as_ref())) {
+                continue;
+            }
+            listing.count += 1;
+            if request.shape == Shape::CountOnly || after.as_ref().is_some_and(|a| kv.key <= *a) {
+                continue;
+            }
+            if listing.kvs.len() < request.limit {
+                listing.kvs.push(kv.clone());
+            } else {
+                listing.more = true;
+            }
+        }
+        match page.kvs.last() {
+            Some(last) if page.more => cursor = request.range.after(&last.key),
+            _ => return Ok(listing),
+        }
+    }
+}
