@@ -391,3 +391,28 @@ async fn future_and_compacted_revisions_are_reported() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[tokio::test]
+async fn at_least_waits_for_head_and_times_out() {
+    let loader = FakeLoader::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 100 }), 1 << 20, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    let batch =
+        apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] }).unwrap();
+    // etcd is at 2, the cache at 1: the read waits until the batch arrives.
+    let reader = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.snapshot(At::AtLeast(2)).await.map(|s| s.revision()) }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!reader.is_finished(), "the read waits for the cache");
+    cache.apply(batch).await.unwrap();
+    assert_eq!(reader.await.unwrap().unwrap(), 2);
+    // A revision etcd has but the cache never reaches: timeout (wait_timeout is 200 ms here).
+    apply_to_model(&mut loader.0.lock().unwrap(), &Step::Progress { gap: 1 });
+    match cache.snapshot(At::AtLeast(3)).await {
+        Err(ReadError::Timeout { revision: 3, head: 2, .. }) => {}
+        other => panic!("expected timeout, got {:?}", other.map(|s| s.revision())),
+    }
+}

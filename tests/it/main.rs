@@ -4,6 +4,8 @@
 mod binary;
 mod cache;
 mod kv;
+mod kv_bad_input;
+mod kv_consistency;
 mod server;
 mod support;
 mod support_selftest;
