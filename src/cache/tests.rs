@@ -399,7 +399,8 @@ async fn at_least_waits_for_head_and_times_out() {
     loader.0.lock().unwrap().states.insert(1, State::new());
     cache.snapshot_builder(1).install(ResetReason::Relisted).await;
     let batch =
-        apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] }).unwrap();
+        apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] })
+            .unwrap();
     // etcd is at 2, the cache at 1: the read waits until the batch arrives.
     let reader = tokio::spawn({
         let cache = cache.clone();

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -34,15 +34,24 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// Every route of the API as (path template, handlers). The router is built
+/// from this list and a test checks it against `openapi/openapi.yaml`.
+pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/healthz", get(health::healthz)),
+        ("/readyz", get(health::readyz)),
+        ("/openapi.yaml", get(openapi)),
+        ("/v1/namespaces", get(namespaces::list)),
+        ("/v1/namespaces/{ns}/kv", get(kv::list)),
+        ("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key)),
+    ]
+}
+
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/openapi.yaml", get(openapi))
-        .route("/v1/namespaces", get(namespaces::list))
-        .route("/v1/namespaces/{ns}/kv", get(kv::list))
-        .route("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
         .with_state(state)
 }

@@ -80,7 +80,10 @@ async fn past_future_and_compacted_revisions() {
     let reply = get(&at(last + 1000)).await;
     assert_eq!(reply.status, 400);
     let body = reply.json();
-    assert_eq!((body["code"].as_str(), body["etcd_revision"].as_i64()), (Some("future_revision"), Some(last)));
+    assert_eq!(
+        (body["code"].as_str(), body["etcd_revision"].as_i64()),
+        (Some("future_revision"), Some(last))
+    );
     // Compacted in etcd and out of the window.
     etcd.compact(last).await;
     let reply = get(&at(first)).await;
@@ -96,7 +99,8 @@ async fn past_future_and_compacted_revisions() {
 async fn pages_read_the_first_pages_revision_while_writers_run() {
     let (_etcd, gw, mut client) = start(100_000).await;
     for chunk in 0..25 {
-        let ops: Vec<TxnOp> = (0..100).map(|i| TxnOp::put(format!("app/p/{:05}", chunk * 100 + i), "initial", None)).collect();
+        let ops: Vec<TxnOp> =
+            (0..100).map(|i| TxnOp::put(format!("app/p/{:05}", chunk * 100 + i), "initial", None)).collect();
         client.txn(Txn::new().and_then(ops)).await.unwrap();
     }
     let head = put(&mut client, "app/marker", "x").await;
@@ -111,7 +115,8 @@ async fn pages_read_the_first_pages_revision_while_writers_run() {
             }
         }
     });
-    let first = get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=p/&limit=1000&min_revision={head}"))).await.json();
+    let first =
+        get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=p/&limit=1000&min_revision={head}"))).await.json();
     let revision = first["revision"].as_i64().unwrap();
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut page = first;
@@ -121,7 +126,8 @@ async fn pages_read_the_first_pages_revision_while_writers_run() {
             rows.push((kv["key"].as_str().unwrap().to_owned(), kv["value"].as_str().unwrap().to_owned()));
         }
         let Some(token) = page["next_page_token"].as_str() else { break };
-        let reply = get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=p/&limit=1000&page_token={token}"))).await;
+        let reply =
+            get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=p/&limit=1000&page_token={token}"))).await;
         assert_eq!(reply.status, 200);
         page = reply.json();
     }
@@ -144,7 +150,8 @@ async fn a_token_whose_revision_was_compacted_expires() {
         put(&mut client, &format!("app/t/{i}"), "v").await;
     }
     let head = put(&mut client, "app/t/x", "v").await;
-    let first: Value = get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=t/&limit=3&min_revision={head}"))).await.json();
+    let first: Value =
+        get(&gw.url(&format!("/v1/namespaces/app/kv?prefix=t/&limit=3&min_revision={head}"))).await.json();
     let token = first["next_page_token"].as_str().unwrap().to_owned();
     let mut last = head;
     for i in 0..10 {

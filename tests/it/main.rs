@@ -6,6 +6,7 @@ mod cache;
 mod kv;
 mod kv_bad_input;
 mod kv_consistency;
+mod openapi;
 mod server;
 mod support;
 mod support_selftest;
