@@ -52,7 +52,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
 
-    let state = AppState { config: config.clone(), namespaces, shutdown: shutdown.clone() };
+    let state = AppState::new(config.clone(), namespaces, shutdown.clone());
     let router = app(state);
     tracing::info!(address = %listener.local_addr()?, "listening");
     let mut server = tokio::spawn(

@@ -17,7 +17,7 @@ mod watch_cache;
 #[cfg(test)]
 mod tests;
 
-pub use history::{Entry, EntryKind, History, Index};
+pub use history::{Entry, EntryKind, History, Index, RENDER_SLOTS, Rendered};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
 pub use read::{At, Page, ReadError, Snapshot};
 pub use status::{NamespaceStatus, Status};

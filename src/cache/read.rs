@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::history::Index;
 use super::types::{KeyRange, KeyValue, Meta, Revision};
 use super::values::{LoadRequest, ValueStats};
-use super::watch_cache::WatchCache;
+use super::watch_cache::{View, WatchCache};
 use crate::etcd::EtcdError;
 
 /// How often a waiting consistent read asks etcd for a progress notification
@@ -148,6 +148,12 @@ impl WatchCache {
         }
     }
 
+    /// The in-memory snapshot at `view`'s head (`None` before the first load).
+    pub fn snapshot_of(&self, view: &View) -> Option<Snapshot> {
+        let latest = view.history.latest()?;
+        Some(self.indexed_snapshot(latest.index.clone(), view.head, latest.revision))
+    }
+
     fn at_head(&self) -> Snapshot {
         let view = self.view();
         let last_change = view.history.latest().map_or(view.head, |e| e.revision);
@@ -164,7 +170,10 @@ impl WatchCache {
 
     /// Errs when `revision` is beyond etcd's, asking etcd when the last known
     /// revision is older.
-    async fn check_not_future(&self, revision: Revision) -> Result<(), ReadError> {
+    ///
+    /// # Errors
+    /// [`ReadError::FutureRevision`], or etcd's failure when it had to be asked.
+    pub async fn check_not_future(&self, revision: Revision) -> Result<(), ReadError> {
         let status = &self.inner.status;
         if revision <= status.etcd_revision() {
             return Ok(());

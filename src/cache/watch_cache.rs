@@ -163,6 +163,11 @@ impl WatchCache {
         &self.inner.options.name
     }
 
+    /// Namespace index (stable for the process's life).
+    pub fn id(&self) -> u32 {
+        self.inner.options.id
+    }
+
     /// The current view.
     pub fn view(&self) -> Arc<View> {
         self.inner.view.load_full()
@@ -258,14 +263,13 @@ impl WatchCache {
                 superseded.push((key, old.mod_revision));
             }
         }
-        let entry = Entry {
+        let entry = Entry::new(
             revision,
-            kind: EntryKind::Batch,
-            events: batch.events.into_boxed_slice(),
+            EntryKind::Batch,
+            batch.events.into_boxed_slice(),
             index,
-            superseded: superseded.into_boxed_slice(),
-            applied_at: Instant::now(),
-        };
+            superseded.into_boxed_slice(),
+        );
         let mut history = view.history.clone();
         history.push(Arc::new(entry));
         self.publish(&view, revision, history).await;
@@ -309,14 +313,7 @@ impl WatchCache {
     async fn install(&self, revision: Revision, index: Index, reason: ResetReason) {
         let _writer = self.inner.writer.lock().await;
         let old = self.view();
-        let entry = Entry {
-            revision,
-            kind: EntryKind::Snapshot,
-            events: Box::new([]),
-            index,
-            superseded: Box::new([]),
-            applied_at: Instant::now(),
-        };
+        let entry = Entry::new(revision, EntryKind::Snapshot, Box::new([]), index, Box::new([]));
         let first = old.history.is_empty();
         self.inner.view.store(Arc::new(View {
             head: revision,

@@ -227,6 +227,9 @@ pub struct HttpConfig {
     pub body_limit: ByteSize,
     /// On SIGTERM/SIGINT: how long to drain before exiting anyway.
     pub shutdown_timeout: HumanDuration,
+    /// Byte budget of rendered listing pages shared between identical
+    /// requests (0 = off).
+    pub page_cache_bytes: ByteSize,
 }
 
 impl Default for HttpConfig {
@@ -236,6 +239,7 @@ impl Default for HttpConfig {
             request_timeout: HumanDuration::secs(30),
             body_limit: ByteSize::kib(64),
             shutdown_timeout: HumanDuration::secs(10),
+            page_cache_bytes: ByteSize::mib(64),
         }
     }
 }

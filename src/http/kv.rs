@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::kv_request::{GetRequest, RangeRequest, Shape};
+use super::page_cache::{PageKey, RenderedPage};
 use super::params::{Params, check_key_len};
 use super::render::{self, KvJson, KvStyle};
 use crate::cache::{KeyValue, ReadError, Revision, Snapshot};
@@ -56,7 +57,7 @@ pub async fn list(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -
     if let Some(key) = params.take_key("key")? {
         return serve_get(ns, GetRequest::parse(key, params)?, &headers).await;
     }
-    serve_range(ns, RangeRequest::parse(params)?, &headers).await
+    serve_range(&state, ns, RangeRequest::parse(params)?, &headers).await
 }
 
 async fn serve_get(
@@ -95,6 +96,7 @@ async fn serve_get(
 }
 
 async fn serve_range(
+    state: &AppState,
     ns: &Namespace,
     request: RangeRequest,
     request_headers: &HeaderMap,
@@ -112,39 +114,80 @@ async fn serve_range(
         return Ok(render::not_modified_response(headers, etag));
     }
     headers.insert(header::ETAG, etag);
-    let listing = if request.filters.is_empty() {
-        list_plain(&snapshot, &request).await
-    } else {
-        list_filtered(&snapshot, &request).await
-    }
-    .map_err(expired)?;
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
 
+    let key = (!snapshot.is_from_etcd()).then(|| PageKey {
+        namespace: ns.cache.id(),
+        last_change: snapshot.last_change_revision(),
+        query: request.canonical.clone(),
+    });
+    let cached = match &key {
+        Some(key) => state.pages.get(key).await,
+        None => None,
+    };
+    let page = match cached {
+        Some(page) => page,
+        None => {
+            let listing = if request.filters.is_empty() {
+                list_plain(&snapshot, &request).await
+            } else {
+                list_filtered(&snapshot, &request).await
+            }
+            .map_err(expired)?;
+            let page = render_page(&request, &listing)?;
+            if let Some(key) = key {
+                state.pages.insert(key, page.clone()).await;
+            }
+            page
+        }
+    };
+    Ok((StatusCode::OK, headers, assemble(snapshot.revision(), &page, &request)).into_response())
+}
+
+/// Renders the head-independent members of a page: `"count":N,"kvs":[...]`.
+fn render_page(request: &RangeRequest, listing: &Listing) -> Result<RenderedPage, ApiError> {
     #[derive(Serialize)]
-    struct Body<'a> {
-        revision: Revision,
+    struct Members<'a> {
         count: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         kvs: Option<Vec<KvJson<'a>>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        next_page_token: Option<Option<String>>,
-    }
-    let revision = snapshot.revision();
-    if request.shape == Shape::CountOnly {
-        let body = Body { revision, count: listing.count, kvs: None, next_page_token: None };
-        return Ok(render::json(StatusCode::OK, headers, &body));
     }
     let style = KvStyle {
         encoding: request.encoding,
         with_value: request.shape == Shape::Full,
         select: request.select.as_ref(),
     };
-    let next = match listing.kvs.last() {
-        Some(last) if listing.more => Some(request.next_token(revision, last.key.clone())),
-        _ => None,
-    };
-    let kvs = listing.kvs.iter().map(|kv| KvJson { kv, style }).collect();
-    let body = Body { revision, count: listing.count, kvs: Some(kvs), next_page_token: Some(next) };
-    Ok(render::json(StatusCode::OK, headers, &body))
+    let kvs = (request.shape != Shape::CountOnly)
+        .then(|| listing.kvs.iter().map(|kv| KvJson { kv, style }).collect());
+    let object = serde_json::to_vec(&Members { count: listing.count, kvs })
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    // Drop the object's braces: the members are spliced into each answer.
+    let members = Bytes::from(object);
+    let members = members.slice(1..members.len() - 1);
+    let more_after = listing.more.then(|| listing.kvs.last().map(|kv| kv.key.clone())).flatten();
+    Ok(RenderedPage { members, more_after })
+}
+
+/// `{"revision":R,<members>,"next_page_token":T}` (no token when count-only).
+fn assemble(revision: Revision, page: &RenderedPage, request: &RangeRequest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(page.members.len() + 128);
+    out.extend_from_slice(b"{\"revision\":");
+    out.extend_from_slice(revision.to_string().as_bytes());
+    out.push(b',');
+    out.extend_from_slice(&page.members);
+    if request.shape != Shape::CountOnly {
+        out.extend_from_slice(b",\"next_page_token\":");
+        match &page.more_after {
+            Some(last) => {
+                out.push(b'"');
+                out.extend_from_slice(request.next_token(revision, last.clone()).as_bytes());
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 /// A not-ready namespace reports its own state.

@@ -91,6 +91,37 @@ pub struct RangeRequest {
     pub at: At,
     /// Identity of the listing, carried by its page tokens.
     pub fingerprint: u64,
+    /// Everything that shapes a page (for sharing rendered pages).
+    pub canonical: Bytes,
+}
+
+/// Length-prefixed encoding of every part of a listing request that shapes
+/// its page: equal bytes, equal page (for the same namespace state).
+fn canonical_query(
+    range: &KeyRange,
+    limit: usize,
+    shape: Shape,
+    encoding: super::render::Encoding,
+    filters: &[String],
+    select: Option<&str>,
+    token: Option<&PageToken>,
+) -> Bytes {
+    let mut out = Vec::with_capacity(64);
+    let mut part = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        out.extend_from_slice(bytes);
+    };
+    part(&range.start);
+    part(range.end.as_deref().map_or(&b"\xff-none"[..], |e| e));
+    part(&(limit as u64).to_le_bytes());
+    part(&[shape as u8, encoding as u8]);
+    for filter in filters {
+        part(filter.as_bytes());
+    }
+    part(select.unwrap_or("\u{0}").as_bytes());
+    part(token.map_or(&b""[..], |t| &t.last_key[..]));
+    part(&[u8::from(token.is_some())]);
+    Bytes::from(out)
 }
 
 /// Parameters of a listing.
@@ -154,6 +185,15 @@ impl RangeRequest {
                 .chain(select_text.iter().map(String::as_bytes)),
         );
         let page_token = token_text.as_deref().map(|t| PageToken::decode(t, fingerprint)).transpose()?;
+        let canonical = canonical_query(
+            &range,
+            limit,
+            shape,
+            encoding,
+            &filter_texts,
+            select_text.as_deref(),
+            page_token.as_ref(),
+        );
         let at = match (&page_token, at) {
             (Some(token), At::Head) => At::Exact(token.revision),
             (Some(_), _) => {
@@ -163,7 +203,7 @@ impl RangeRequest {
             }
             (None, at) => at,
         };
-        Ok(Self { range, limit, page_token, shape, encoding, filters, select, at, fingerprint })
+        Ok(Self { range, limit, page_token, shape, encoding, filters, select, at, fingerprint, canonical })
     }
 
     /// The token that continues after `last_key` at `revision`.

@@ -5,10 +5,15 @@ mod filter;
 mod health;
 mod kv;
 mod kv_request;
+mod limits;
 mod namespaces;
+mod page_cache;
 mod page_token;
 mod params;
 mod render;
+mod sse;
+mod watch;
+mod watch_request;
 
 use std::sync::Arc;
 
@@ -32,6 +37,19 @@ pub struct AppState {
     pub namespaces: Namespaces,
     /// Cancelled when the gateway shuts down; ends every stream.
     pub shutdown: CancellationToken,
+    /// Rendered listing pages.
+    pub pages: page_cache::PageCache,
+    /// Caps on concurrent watch streams.
+    pub watch_limits: limits::WatchLimits,
+}
+
+impl AppState {
+    /// The state of a gateway serving `namespaces`.
+    pub fn new(config: Arc<Config>, namespaces: Namespaces, shutdown: CancellationToken) -> Self {
+        let pages = page_cache::PageCache::new(config.http.page_cache_bytes.bytes());
+        let watch_limits = limits::WatchLimits::new(&config);
+        Self { config, namespaces, shutdown, pages, watch_limits }
+    }
 }
 
 /// Every route of the API as (path template, handlers). The router is built
@@ -44,6 +62,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/v1/namespaces", get(namespaces::list)),
         ("/v1/namespaces/{ns}/kv", get(kv::list)),
         ("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key)),
+        ("/v1/namespaces/{ns}/watch", get(watch::watch)),
     ]
 }
 

@@ -212,7 +212,14 @@ async fn ranges_list_count_page_and_validate() {
     assert_eq!(etag, format!("\"app-{last_change}\""), "the namespace's last change, not etcd's head");
     let url = env.gw.url("/v1/namespaces/app/kv");
     assert_eq!(get_with(&url, &[("if-none-match", &etag)]).await.status, 304);
+    let count_url = "/v1/namespaces/app/kv?prefix=items/&count_only=true";
+    assert_eq!(env.read(count_url, last).await.json()["count"], 25);
     let changed = env.put("app/items/99", "new").await;
+    assert_eq!(
+        env.read(count_url, changed).await.json()["count"],
+        26,
+        "a shared page never outlives a change"
+    );
     let after = env.read("/v1/namespaces/app/kv?prefix=items/99", changed).await;
     assert_eq!(after.json()["count"], 1);
     assert_eq!(get_with(&url, &[("if-none-match", &etag)]).await.status, 200);

@@ -10,3 +10,4 @@ mod openapi;
 mod server;
 mod support;
 mod support_selftest;
+mod watch;

@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod gateway;
 pub mod http;
 pub mod proxy;
+pub mod sse;
 pub mod wait;
 
 use std::net::TcpListener;

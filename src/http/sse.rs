@@ -1,0 +1,143 @@
+//! Server-Sent-Events framing and the rendering of watch events.
+//!
+//! A frame is a list of byte chunks written in order; the large part (the
+//! JSON of a batch) is a shared `Bytes`, rendered once per batch and output
+//! shape and reused by every subscriber of that shape.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use super::render::{Encoding, KvJson, KvStyle};
+use crate::cache::{Entry, Event, EventKind, KeyRange, KeyValue, RENDER_SLOTS, Rendered, Revision};
+
+/// Frame chunks.
+pub type Frame = Vec<Bytes>;
+
+/// The comment that keeps idle connections open through proxies.
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// `retry: <ms>` (the client's reconnection delay).
+pub fn retry(ms: u64) -> Frame {
+    vec![Bytes::from(format!("retry: {ms}\n\n"))]
+}
+
+/// An event: `event:`, optional `id:`, and one `data:` line made of `data`
+/// chunks (JSON never contains a raw newline, so one line always suffices).
+pub fn event(name: &str, id: Option<Revision>, data: impl IntoIterator<Item = Bytes>) -> Frame {
+    let head = match id {
+        Some(id) => format!("event: {name}\nid: {id}\ndata: "),
+        None => format!("event: {name}\ndata: "),
+    };
+    let mut frame = vec![Bytes::from(head)];
+    frame.extend(data);
+    frame.push(Bytes::from_static(b"\n\n"));
+    frame
+}
+
+/// An event whose data is `value` as JSON.
+pub fn json_event(name: &str, id: Option<Revision>, value: &impl Serialize) -> Frame {
+    let data = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    event(name, id, [Bytes::from(data)])
+}
+
+/// The rendering slot of an output shape.
+fn slot(encoding: Encoding, prev_kv: bool) -> usize {
+    let slot = (encoding as usize) * 2 + usize::from(prev_kv);
+    debug_assert!(slot < RENDER_SLOTS);
+    slot
+}
+
+/// One event as JSON: `{"type":"put","kv":{..},"prev_kv":{..}}`; a delete's
+/// `kv` has only the key and `mod_revision`.
+struct EventJson<'a> {
+    event: &'a Event,
+    encoding: Encoding,
+    prev_kv: bool,
+}
+
+struct DeletedKv<'a>(&'a KeyValue);
+
+impl Serialize for DeletedKv<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        match std::str::from_utf8(&self.0.key) {
+            Ok(key) => map.serialize_entry("key", key)?,
+            Err(_) => {
+                use base64::Engine;
+                map.serialize_entry("key", &base64::engine::general_purpose::STANDARD.encode(&self.0.key))?;
+                map.serialize_entry("key_encoding", "base64")?;
+            }
+        }
+        map.serialize_entry("mod_revision", &self.0.meta.mod_revision)?;
+        map.end()
+    }
+}
+
+impl Serialize for EventJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let style = KvStyle { encoding: self.encoding, with_value: true, select: None };
+        let mut map = s.serialize_map(None)?;
+        match self.event.kind {
+            EventKind::Put => {
+                map.serialize_entry("type", "put")?;
+                map.serialize_entry("kv", &KvJson { kv: &self.event.kv, style })?;
+            }
+            EventKind::Delete => {
+                map.serialize_entry("type", "delete")?;
+                map.serialize_entry("kv", &DeletedKv(&self.event.kv))?;
+            }
+        }
+        if self.prev_kv {
+            if let Some(prev) = &self.event.prev_kv {
+                map.serialize_entry("prev_kv", &KvJson { kv: prev, style })?;
+            }
+        }
+        map.end()
+    }
+}
+
+fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: bool) -> Rendered {
+    let rendered: Vec<Bytes> = events
+        .iter()
+        .map(|event| {
+            Bytes::from(serde_json::to_vec(&EventJson { event, encoding, prev_kv }).unwrap_or_default())
+        })
+        .collect();
+    let mut all = format!("{{\"revision\":{revision},\"events\":[").into_bytes();
+    for (i, e) in rendered.iter().enumerate() {
+        if i > 0 {
+            all.push(b',');
+        }
+        all.extend_from_slice(e);
+    }
+    all.extend_from_slice(b"]}");
+    Rendered { events: rendered.into_boxed_slice(), all: Bytes::from(all) }
+}
+
+/// The `change` frame of `entry` for a subscriber of `range` and shape, or
+/// `None` when none of its events is in the range. The whole batch's bytes
+/// are shared when every event is selected; otherwise the selected events'
+/// shared bytes are joined without re-encoding.
+pub fn change(entry: &Entry, range: &KeyRange, encoding: Encoding, prev_kv: bool) -> Option<Frame> {
+    let selected: Vec<usize> =
+        entry.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect();
+    if selected.is_empty() {
+        return None;
+    }
+    let rendered =
+        entry.rendered(slot(encoding, prev_kv), |events| render(events, entry.revision, encoding, prev_kv));
+    if selected.len() == entry.events.len() {
+        return Some(event("change", Some(entry.revision), [rendered.all.clone()]));
+    }
+    let mut data = Vec::with_capacity(selected.len() * 2 + 1);
+    data.push(Bytes::from(format!("{{\"revision\":{},\"events\":[", entry.revision)));
+    for (n, i) in selected.into_iter().enumerate() {
+        if n > 0 {
+            data.push(Bytes::from_static(b","));
+        }
+        data.push(rendered.events[i].clone());
+    }
+    data.push(Bytes::from_static(b"]}"));
+    Some(event("change", Some(entry.revision), data))
+}
