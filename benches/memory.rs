@@ -28,4 +28,25 @@ fn main() {
         per_key - (key_bytes + common::VALUE_BYTES) as f64,
     );
     assert_eq!(cache.report().keys, n as u64);
+
+    // The value store alone, to split the total between index and values.
+    let before = rss_bytes();
+    let values = etcd_cache_gateway::cache::ValueStore::new(u64::MAX / 4, None);
+    rt.block_on(async {
+        for i in 0..n {
+            let key = etcd_cache_gateway::cache::ValueKey {
+                namespace: 1,
+                key: common::key(i),
+                mod_revision: i as i64,
+            };
+            values.insert(key, common::value(i)).await;
+        }
+        values.run_pending_tasks().await;
+    });
+    let per_value = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    println!(
+        "memory: value store alone: {per_value:.0} bytes/value ({:.0} beyond key+value; the weigher counts {})",
+        per_value - (key_bytes + common::VALUE_BYTES) as f64,
+        etcd_cache_gateway::cache::ENTRY_OVERHEAD_BYTES,
+    );
 }

@@ -23,5 +23,5 @@ pub use read::{At, Page, ReadError, Snapshot};
 pub use status::{NamespaceStatus, Status};
 pub use subscription::{Subscription, Update};
 pub use types::{Event, EventKind, KeyRange, KeyValue, Meta, Revision, RevisionBatch, prefix_end, successor};
-pub use values::{LoadRequest, Loaded, ValueKey, ValueLoader, ValueStats, ValueStore};
+pub use values::{ENTRY_OVERHEAD_BYTES, LoadRequest, Loaded, ValueKey, ValueLoader, ValueStats, ValueStore};
 pub use watch_cache::{ApplyError, CacheOptions, ResetMark, ResetReason, SnapshotBuilder, View, WatchCache};

@@ -58,7 +58,7 @@ impl From<etcd_client::Error> for EtcdError {
                 let message = status.message().to_owned();
                 match status.code() {
                     Code::OutOfRange if message.contains("future") => Self::FutureRevision { message },
-                    Code::OutOfRange => Self::Compacted { message },
+                    Code::OutOfRange if message.contains("compacted") => Self::Compacted { message },
                     Code::Unavailable
                     | Code::DeadlineExceeded
                     | Code::Unknown
@@ -198,4 +198,27 @@ fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, EtcdError> {
         options = options.with_tls(t);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(status: tonic::Status) -> EtcdError {
+        EtcdError::from(etcd_client::Error::GRpcStatus(status))
+    }
+
+    #[test]
+    fn errors_are_classified_by_grpc_code_and_message() {
+        let compacted =
+            classify(tonic::Status::out_of_range("etcdserver: mvcc: required revision has been compacted"));
+        assert!(matches!(compacted, EtcdError::Compacted { .. }));
+        let future =
+            classify(tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision"));
+        assert!(matches!(future, EtcdError::FutureRevision { .. }));
+        let too_large = classify(tonic::Status::out_of_range("Error, decoded message length too large"));
+        assert!(matches!(too_large, EtcdError::Failed { .. }), "not a compaction: {too_large}");
+        assert!(classify(tonic::Status::unavailable("no leader")).is_retryable());
+        assert!(!classify(tonic::Status::permission_denied("denied")).is_retryable());
+    }
 }

@@ -11,3 +11,4 @@ mod server;
 mod support;
 mod support_selftest;
 mod watch;
+mod watch_guarantees;

@@ -93,7 +93,8 @@ pub async fn etcd_rows(client: &mut etcd_client::Client, prefix: &str, revision:
     let mut options = GetOptions::new().with_revision(revision);
     options = if prefix.is_empty() { options.with_all_keys() } else { options.with_prefix() };
     let key = if prefix.is_empty() { vec![0] } else { prefix.as_bytes().to_vec() };
-    let resp = client.get(key, Some(options)).await.expect("etcd range");
+    let mut kv = client.kv_client().max_decoding_message_size(64 << 20);
+    let resp = kv.get(key, Some(options)).await.expect("etcd range");
     resp.kvs()
         .iter()
         .map(|kv| {
