@@ -253,14 +253,14 @@ async fn a_subscriber_that_stops_reading_is_reset_and_slows_no_one() {
         }
         assert!(text.contains(expected), "{expected} never came");
         if expected == "event: reset" {
-            let rest = raw_after(&mut response, "}\n\n", &mut text).await;
+            let rest = raw_after(&mut response, "}\n\n", &text).await;
             assert!(rest.contains("\"code\":\"lagged\""), "{rest}");
         }
     }
 }
 
 /// Reads until `needle` follows what `text` holds.
-async fn raw_after(response: &mut reqwest::Response, needle: &str, text: &mut String) -> String {
+async fn raw_after(response: &mut reqwest::Response, needle: &str, text: &str) -> String {
     let from = text.find("event: reset").unwrap_or(0);
     let mut out = text[from..].to_owned();
     while !out.contains(needle) {
