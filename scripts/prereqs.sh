@@ -2,7 +2,8 @@
 # Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
 # Debian packages: etcd-server (the etcd binary tests and the demo run),
 # etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
-# (protoc, needed to build etcd-client).
+# (protoc, needed to build etcd-client). test.sh adds chromium and
+# chromium-driver for the browser test; bench.sh adds wrk.
 
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
 . scripts/prereqs.sh
 ensure_build_tools
+# The browser test drives Debian's headless Chromium over chromedriver.
+ensure_tools chromium:chromium chromedriver:chromium-driver
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

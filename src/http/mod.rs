@@ -1,6 +1,7 @@
 //! The HTTP layer: the axum [`Router`] built by [`app`], its shared
 //! [`AppState`], and one module per group of routes.
 
+mod cors;
 mod filter;
 mod health;
 mod kv;
@@ -68,11 +69,16 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    routes()
+    let cors = cors::layer(&state.config.http.cors_origins);
+    let router = routes()
         .into_iter()
         .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// The OpenAPI document, compiled in so the binary serves the contract it implements.

@@ -2,7 +2,9 @@
 //! Run one test with `cargo test --test it -- name`.
 
 mod binary;
+mod browser;
 mod cache;
+mod cors;
 mod kv;
 mod kv_bad_input;
 mod kv_consistency;
