@@ -13,6 +13,7 @@ pub mod error;
 pub mod etcd;
 pub mod http;
 pub mod namespaces;
+pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -34,6 +35,9 @@ pub enum RunError {
     /// The etcd client could not be set up (bad TLS files, failed authentication).
     #[error("etcd client setup failed: {0}")]
     Etcd(#[from] EtcdError),
+    /// A token's secret could not be resolved.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -52,21 +56,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
 
-    let state = AppState::new(config.clone(), namespaces, shutdown.clone());
+    let state = AppState::new(config.clone(), namespaces, shutdown.clone(), |name| std::env::var(name).ok())?;
     let router = app(state);
     tracing::info!(address = %listener.local_addr()?, "listening");
-    let mut server = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-    );
-    tokio::select! {
-        result = &mut server => {
-            shutdown.cancel();
-            return result.unwrap_or_else(|e| Err(std::io::Error::other(e))).map_err(RunError::Serve);
-        }
-        () = shutdown.cancelled() => {}
-    }
+    let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
+    shutdown.cancelled().await;
     let deadline = config.http.shutdown_timeout.get();
     let drained = tokio::time::timeout(deadline, async {
         let _ = server.await;

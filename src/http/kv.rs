@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 use super::AppState;
+use super::auth::Caller;
 use super::kv_request::{GetRequest, RangeRequest, Shape};
 use super::page_cache::{PageKey, RenderedPage};
 use super::params::{Params, check_key_len};
@@ -29,21 +31,31 @@ fn split_path(path: &str) -> (&str, &str) {
     rest.split_once('/').unwrap_or((rest, ""))
 }
 
-/// The namespace named by a (percent-encoded) path segment.
-pub fn namespace<'a>(state: &'a AppState, segment: &str) -> Result<&'a Arc<Namespace>, ApiError> {
-    let name = percent_decode_str(segment).decode_utf8_lossy();
-    state.namespaces.get(&name).ok_or_else(|| ApiError::NamespaceNotFound { namespace: name.into_owned() })
+/// The namespace named by a (percent-encoded) path segment, if the caller
+/// may read it. A token limited to some namespaces gets 403 for any other
+/// name, existing or not, so it learns nothing about the rest.
+pub fn namespace<'a>(
+    state: &'a AppState,
+    segment: &str,
+    caller: &Caller,
+) -> Result<&'a Arc<Namespace>, ApiError> {
+    let name = percent_decode_str(segment).decode_utf8_lossy().into_owned();
+    if !caller.may_read(&name) {
+        return Err(ApiError::Forbidden { namespace: name });
+    }
+    state.namespaces.get(&name).ok_or(ApiError::NamespaceNotFound { namespace: name })
 }
 
 /// `GET /v1/namespaces/{ns}/kv/{key}`: the key is the raw path remainder,
 /// percent-decoded to bytes (so non-UTF-8 keys work here too).
 pub async fn get_key(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (segment, rest) = split_path(uri.path());
-    let ns = namespace(&state, segment)?;
+    let ns = namespace(&state, segment, &caller)?;
     let key: Vec<u8> = percent_decode_str(rest.strip_prefix("kv/").unwrap_or_default()).collect();
     check_key_len("key", &key)?;
     let request = GetRequest::parse(Bytes::from(key), Params::parse(uri.query())?)?;
@@ -51,8 +63,13 @@ pub async fn get_key(
 }
 
 /// `GET /v1/namespaces/{ns}/kv`: a range, or one key given as `key`/`key_b64`.
-pub async fn list(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Result<Response, ApiError> {
-    let ns = namespace(&state, split_path(uri.path()).0)?;
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ns = namespace(&state, split_path(uri.path()).0, &caller)?;
     let mut params = Params::parse(uri.query())?;
     if let Some(key) = params.take_key("key")? {
         return serve_get(ns, GetRequest::parse(key, params)?, &headers).await;

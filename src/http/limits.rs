@@ -21,6 +21,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub struct WatchLimits {
     global: Arc<Semaphore>,
     per_namespace: Arc<HashMap<String, Arc<Semaphore>>>,
+    /// Per token name, when `watch.max_streams_per_token` is set.
+    per_token: Arc<HashMap<String, Arc<Semaphore>>>,
 }
 
 /// Permits of one stream, released when it ends.
@@ -28,10 +30,12 @@ pub struct WatchLimits {
 pub struct WatchPermit {
     _global: OwnedSemaphorePermit,
     _namespace: OwnedSemaphorePermit,
+    _token: Option<OwnedSemaphorePermit>,
 }
 
 impl WatchLimits {
-    /// Caps from `[watch]` and each namespace's `max_subscribers`.
+    /// Caps from `[watch]`, each namespace's `max_subscribers` and
+    /// `watch.max_streams_per_token`.
     pub fn new(config: &Config) -> Self {
         let per_namespace = config
             .namespaces
@@ -41,18 +45,34 @@ impl WatchLimits {
                 (ns.name.clone(), Arc::new(Semaphore::new(cap)))
             })
             .collect();
+        let per_token = match config.watch.max_streams_per_token {
+            Some(cap) => {
+                config.tokens.iter().map(|t| (t.name.clone(), Arc::new(Semaphore::new(cap)))).collect()
+            }
+            None => HashMap::new(),
+        };
         Self {
             global: Arc::new(Semaphore::new(config.watch.max_subscribers)),
             per_namespace: Arc::new(per_namespace),
+            per_token: Arc::new(per_token),
         }
     }
 
-    /// A permit for one more stream of `namespace`.
+    /// A permit for one more stream of `namespace` by `token`.
     ///
     /// # Errors
     /// 503 `too_many_watchers` naming the cap that is reached.
-    pub fn acquire(&self, namespace: &str) -> Result<WatchPermit, ApiError> {
+    pub fn acquire(&self, namespace: &str, token: Option<&str>) -> Result<WatchPermit, ApiError> {
         let refuse = |detail: String| ApiError::TooManyWatchers { detail, retry_after: RETRY_AFTER };
+        let token_permit = match token.and_then(|t| self.per_token.get(t)) {
+            Some(semaphore) => Some(
+                semaphore
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| refuse("this token has as many watch streams open as it may".into()))?,
+            ),
+            None => None,
+        };
         let semaphore = self
             .per_namespace
             .get(namespace)
@@ -66,7 +86,7 @@ impl WatchLimits {
             .clone()
             .try_acquire_owned()
             .map_err(|_| refuse("the gateway has as many watchers as it may".into()))?;
-        Ok(WatchPermit { _global: global_permit, _namespace: namespace_permit })
+        Ok(WatchPermit { _global: global_permit, _namespace: namespace_permit, _token: token_permit })
     }
 
     /// Streams open now, gateway-wide.

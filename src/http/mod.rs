@@ -1,12 +1,14 @@
 //! The HTTP layer: the axum [`Router`] built by [`app`], its shared
 //! [`AppState`], and one module per group of routes.
 
+mod auth;
 mod cors;
 mod filter;
 mod health;
 mod kv;
 mod kv_request;
 mod limits;
+mod limits_layer;
 mod namespaces;
 mod page_cache;
 mod page_token;
@@ -42,14 +44,26 @@ pub struct AppState {
     pub pages: page_cache::PageCache,
     /// Caps on concurrent watch streams.
     pub watch_limits: limits::WatchLimits,
+    /// Bearer tokens (none: reads are open).
+    pub tokens: auth::Tokens,
 }
 
 impl AppState {
-    /// The state of a gateway serving `namespaces`.
-    pub fn new(config: Arc<Config>, namespaces: Namespaces, shutdown: CancellationToken) -> Self {
+    /// The state of a gateway serving `namespaces`; token secrets named by
+    /// environment variables are looked up with `env`.
+    ///
+    /// # Errors
+    /// A token whose secret cannot be resolved.
+    pub fn new(
+        config: Arc<Config>,
+        namespaces: Namespaces,
+        shutdown: CancellationToken,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::ConfigError> {
         let pages = page_cache::PageCache::new(config.http.page_cache_bytes.bytes());
         let watch_limits = limits::WatchLimits::new(&config);
-        Self { config, namespaces, shutdown, pages, watch_limits }
+        let tokens = auth::Tokens::resolve(&config.tokens, env)?;
+        Ok(Self { config, namespaces, shutdown, pages, watch_limits, tokens })
     }
 }
 
@@ -69,11 +83,23 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
-    let cors = cors::layer(&state.config.http.cors_origins);
+    let http = &state.config.http;
+    let cors = cors::layer(&http.cors_origins);
+    let timeout = http.request_timeout.get();
+    let body_limit = usize::try_from(http.body_limit.bytes()).unwrap_or(usize::MAX);
+    let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let router = routes()
         .into_iter()
+        .map(|(path, handlers)| {
+            // Health, readiness and the spec stay open; every /v1 route needs a token when tokens exist.
+            let handlers =
+                if path.starts_with("/v1/") { handlers.route_layer(authenticate.clone()) } else { handlers };
+            (path, handlers)
+        })
         .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(timeout, limits_layer::request_timeout))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .with_state(state);
     match cors {
         Some(cors) => router.layer(cors),

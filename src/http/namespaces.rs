@@ -1,19 +1,25 @@
 //! `GET /v1/namespaces`: the namespaces and the state of their caches.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::auth::Caller;
 
-/// Every namespace with its revisions, key count and freshness.
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
+/// Every namespace the caller may read, with its revisions, key count and
+/// freshness; the etcd prefix only without auth or to a `*` token.
+pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
     let items: Vec<Value> = state
         .namespaces
         .iter()
+        .filter(|ns| caller.may_read(&ns.config.name))
         .map(|ns| {
             let mut item = json!(ns.cache.report());
-            item["prefix"] = json!(ns.config.prefix);
+            if caller.sees_prefixes() {
+                item["prefix"] = json!(ns.config.prefix);
+            }
             item
         })
         .collect();

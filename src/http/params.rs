@@ -37,7 +37,10 @@ impl Params {
             };
             let name = String::from_utf8(decode(name))
                 .map_err(|_| ApiError::bad_request("a query parameter name is not valid UTF-8"))?;
-            pairs.push((name, value));
+            // The token was taken by authentication; it is no route's parameter.
+            if name != super::auth::ACCESS_TOKEN_PARAM {
+                pairs.push((name, value));
+            }
         }
         Ok(Self { pairs })
     }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -21,6 +22,7 @@ use tokio::time::{Instant, Interval, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use super::auth::Caller;
 use super::kv::namespace;
 use super::limits::WatchPermit;
 use super::params::Params;
@@ -36,11 +38,12 @@ pub const SNAPSHOT_CHUNK: usize = 1000;
 /// `GET /v1/namespaces/{ns}/watch`.
 pub async fn watch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let segment = uri.path().trim_start_matches("/v1/namespaces/").split('/').next().unwrap_or_default();
-    let ns = namespace(&state, segment)?;
+    let ns = namespace(&state, segment, &caller)?;
     let default_progress = state.config.watch.progress_interval.get();
     let request = WatchRequest::parse(Params::parse(uri.query())?, &headers, default_progress)?;
     let cache = ns.cache.clone();
@@ -50,7 +53,7 @@ pub async fn watch(
     if let Some(since) = request.since {
         cache.check_not_future(since).await.map_err(ApiError::from)?;
     }
-    let permit = state.watch_limits.acquire(&ns.config.name)?;
+    let permit = state.watch_limits.acquire(&ns.config.name, caller.token_name())?;
     let watch = &state.config.watch;
     let lifetime = watch.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
     let stream = WatchStream::new(

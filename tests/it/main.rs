@@ -1,6 +1,7 @@
 //! The one integration test binary: suites against a real etcd.
 //! Run one test with `cargo test --test it -- name`.
 
+mod auth;
 mod binary;
 mod browser;
 mod cache;

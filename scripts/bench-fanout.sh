@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fan-out benchmark: 1,000 and 10,000 SSE subscribers on one namespace of a
+# release gateway against a local etcd; latency of one put to all of them,
+# RSS per idle subscriber, and etcd's number of watch streams.
+#
+#   scripts/bench-fanout.sh            # 1000 and 10000
+#   COUNTS="100 1000" scripts/bench-fanout.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/prereqs.sh
+. scripts/prereqs.sh
+ensure_build_tools
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --quiet
+cargo bench --bench fanout --no-run --quiet 2>/dev/null
+dir=$(mktemp -d -t etcd-cache-gateway-fanout.XXXXXX)
+pids=""
+cleanup() {
+  set +e
+  for pid in $pids; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for n in ${COUNTS:-1000 10000}; do
+  etcd_port=$(free_port); peer_port=$(free_port); gw_port=$(free_port)
+  etcd_url="http://127.0.0.1:${etcd_port}"
+  etcd --name fanout --data-dir "$dir/etcd-$n" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --listen-peer-urls "http://127.0.0.1:${peer_port}" --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
+    --initial-cluster "fanout=http://127.0.0.1:${peer_port}" --logger=zap --log-outputs="$dir/etcd-$n.log" &
+  etcd_pid=$!
+  pids="$pids $etcd_pid"
+  cat >"$dir/gateway-$n.toml" <<TOML
+listen = "127.0.0.1:${gw_port}"
+[etcd]
+endpoints = ["${etcd_url}"]
+[watch]
+max_subscribers = 20000
+max_subscribers_per_namespace = 20000
+[log]
+filter = "warn"
+TOML
+  for _ in $(seq 1 100); do curl -fsS "${etcd_url}/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  ./target/release/etcd-cache-gateway --config "$dir/gateway-$n.toml" &
+  gw_pid=$!
+  pids="$pids $gw_pid"
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${gw_port}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  FANOUT_GATEWAY="http://127.0.0.1:${gw_port}" FANOUT_ETCD="$etcd_url" FANOUT_GATEWAY_PID="$gw_pid" \
+    FANOUT_SUBSCRIBERS="$n" cargo bench --bench fanout --quiet 2>/dev/null | grep '^fanout:'
+  kill "$gw_pid" "$etcd_pid"; wait "$gw_pid" "$etcd_pid" 2>/dev/null || true
+done
