@@ -107,13 +107,26 @@ cat <<TXT
 etcd-cache-gateway is running on ${base} (etcd: ${endpoint}).
 Namespaces: "apps" (etcd prefix apps/) and "infra" (etcd prefix infra/).
 
-Try:
-  curl -s ${base}/healthz
-  curl -s ${base}/readyz
-  curl -s ${base}/does-not-exist          # problem+json 404
+Read:
+  curl -s ${base}/v1/namespaces
+  curl -s ${base}/v1/namespaces/apps/kv/config/motd
+  curl -s "${base}/v1/namespaces/apps/kv/config/feature-flags?raw=true"
+  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&limit=5"
+  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&filter=labels.tier==backend&select=name,port"
+  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&count_only=true"
+  curl -s "${base}/v1/namespaces/apps/kv/blobs/logo.png?encoding=base64"
+  curl -s "${base}/v1/namespaces/infra/kv?keys_only=true"
 
-Change data and watch the gateway follow:
+Watch (leave it running, change data in another terminal):
+  curl -N "${base}/v1/namespaces/apps/watch?prefix=config/&snapshot=true"
   ETCDCTL_API=3 etcdctl --endpoints=${endpoint} put apps/config/log-level debug
+
+In a browser (DevTools console on any page, CORS is open in the demo):
+  const s = new EventSource("${base}/v1/namespaces/apps/watch"); s.addEventListener("change", e => console.log(JSON.parse(e.data)));
+
+Health and contract:
+  curl -s ${base}/readyz
+  curl -s ${base}/openapi.yaml | head
 
 Press Ctrl-C to stop etcd and the gateway and remove ${dir}.
 TXT

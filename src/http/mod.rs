@@ -9,6 +9,7 @@ mod kv;
 mod kv_request;
 mod limits;
 mod limits_layer;
+mod logging;
 mod namespaces;
 mod page_cache;
 mod page_token;
@@ -88,6 +89,10 @@ pub fn app(state: AppState) -> Router {
     let timeout = http.request_timeout.get();
     let body_limit = usize::try_from(http.body_limit.bytes()).unwrap_or(usize::MAX);
     let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(logging::span)
+        .on_request(())
+        .on_response(logging::on_response);
     let router = routes()
         .into_iter()
         .map(|(path, handlers)| {
@@ -100,6 +105,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(timeout, limits_layer::request_timeout))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(trace)
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(logging::RequestIds::default()))
         .with_state(state);
     match cors {
         Some(cors) => router.layer(cors),

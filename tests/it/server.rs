@@ -68,3 +68,17 @@ async fn openapi_document_is_served() {
     let body = resp.text().await.unwrap();
     assert!(body.starts_with("openapi: 3.1.0"), "{body}");
 }
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start(Gateway::config(&[etcd.endpoint()])).await;
+    let generated = crate::support::http::get(&gw.url("/healthz")).await;
+    let id = generated.header("x-request-id").to_owned();
+    assert!(!id.is_empty());
+    let next = crate::support::http::get(&gw.url("/nowhere")).await;
+    assert_ne!(next.header("x-request-id"), id, "ids are unique");
+    let given =
+        crate::support::http::get_with(&gw.url("/healthz"), &[("x-request-id", "client-chosen-42")]).await;
+    assert_eq!(given.header("x-request-id"), "client-chosen-42", "a client's id is kept");
+}
