@@ -136,6 +136,13 @@ impl WatchCache {
                 Ok(self.at_head())
             }
             At::Consistent => {
+                // While the watch is down the cache cannot catch up: fail fast
+                // instead of waiting out the timeout (stale reads stay available).
+                if !self.inner.status.is_connected() {
+                    return Err(ReadError::Etcd(EtcdError::Unavailable {
+                        message: "the namespace's etcd watch is down; only stale reads are available".into(),
+                    }));
+                }
                 let revision = self.inner.loader.current_revision().await?;
                 self.inner.status.observe_etcd_revision(revision);
                 if self.catch_up(revision, options.consistent_read_timeout).await {

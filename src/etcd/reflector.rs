@@ -79,7 +79,11 @@ impl Reflector {
         loop {
             if let Some(reason) = relist {
                 match self.bootstrap(reason).await {
-                    Ok(()) => relist = None,
+                    Ok(()) => {
+                        // Just loaded from etcd: fresh until the watch says otherwise.
+                        status.set_connected(true);
+                        relist = None;
+                    }
                     Err(e) => {
                         status.set_connected(false);
                         tracing::warn!(namespace = self.cache.name(), error = %e, "loading the namespace failed");

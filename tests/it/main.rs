@@ -10,6 +10,7 @@ mod kv;
 mod kv_bad_input;
 mod kv_consistency;
 mod openapi;
+mod operations;
 mod server;
 mod support;
 mod support_selftest;
