@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod browser;
 mod cache;
+mod compose;
 mod cors;
 mod kv;
 mod kv_bad_input;
