@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod etcd;
 pub mod http;
+pub mod metrics;
 pub mod namespaces;
 pub mod server;
 pub mod shutdown;

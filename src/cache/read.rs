@@ -144,10 +144,15 @@ impl WatchCache {
                     }));
                 }
                 let revision = self.inner.loader.current_revision().await?;
-                self.inner.status.observe_etcd_revision(revision);
+                let status = &self.inner.status;
+                status.observe_etcd_revision(revision);
+                if self.head() < revision {
+                    status.consistent_waits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if self.catch_up(revision, options.consistent_read_timeout).await {
                     Ok(self.at_head())
                 } else {
+                    status.consistent_fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(namespace = self.name(), revision, "consistent read falls back to etcd");
                     Ok(self.etcd_snapshot(revision))
                 }

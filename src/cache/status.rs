@@ -24,6 +24,10 @@ pub struct Status {
     pub relists: AtomicU64,
     /// Compactions that cancelled the watch.
     pub compactions: AtomicU64,
+    /// Consistent reads that had to wait for the cache to catch up.
+    pub consistent_waits: AtomicU64,
+    /// Consistent reads answered from etcd after the wait timed out.
+    pub consistent_fallbacks: AtomicU64,
 }
 
 impl Default for Status {
@@ -37,6 +41,8 @@ impl Default for Status {
             reconnects: AtomicU64::new(0),
             relists: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            consistent_waits: AtomicU64::new(0),
+            consistent_fallbacks: AtomicU64::new(0),
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub watch_limits: limits::WatchLimits,
     /// Bearer tokens (none: reads are open).
     pub tokens: auth::Tokens,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -64,7 +66,8 @@ impl AppState {
         let pages = page_cache::PageCache::new(config.http.page_cache_bytes.bytes());
         let watch_limits = limits::WatchLimits::new(&config);
         let tokens = auth::Tokens::resolve(&config.tokens, env)?;
-        Ok(Self { config, namespaces, shutdown, pages, watch_limits, tokens })
+        let metrics = crate::metrics::Metrics::new(namespaces.clone());
+        Ok(Self { config, namespaces, shutdown, pages, watch_limits, tokens, metrics })
     }
 }
 
@@ -75,6 +78,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/healthz", get(health::healthz)),
         ("/readyz", get(health::readyz)),
         ("/openapi.yaml", get(openapi)),
+        ("/metrics", get(metrics)),
         ("/v1/namespaces", get(namespaces::list)),
         ("/v1/namespaces/{ns}/kv", get(kv::list)),
         ("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key)),
@@ -93,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .make_span_with(logging::span)
         .on_request(())
         .on_response(logging::on_response);
+    let record = axum::middleware::from_fn_with_state(state.metrics.clone(), record_request);
     let router = routes()
         .into_iter()
         .map(|(path, handlers)| {
@@ -104,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(timeout, limits_layer::request_timeout))
+        .layer(record)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(trace)
@@ -120,6 +126,28 @@ const OPENAPI_YAML: &str = include_str!("../../openapi/openapi.yaml");
 
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
+
+/// `GET /metrics`: the Prometheus exposition (OpenMetrics text).
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render())
+}
+
+/// Counts every request by matched route (never the raw URL) and status.
+async fn record_request(
+    axum::extract::State(metrics): axum::extract::State<Arc<crate::metrics::Metrics>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
@@ -31,6 +32,7 @@ use super::sse::{self, Frame};
 use super::watch_request::{OnGap, WatchRequest};
 use crate::cache::{ResetReason, Revision, Snapshot, Subscription, Update, WatchCache};
 use crate::error::{ApiError, Problem};
+use crate::metrics::{Labels, Metrics, namespace_labels};
 
 /// Most key-values in one `snapshot` event.
 pub const SNAPSHOT_CHUNK: usize = 1000;
@@ -56,14 +58,10 @@ pub async fn watch(
     let permit = state.watch_limits.acquire(&ns.config.name, caller.token_name())?;
     let watch = &state.config.watch;
     let lifetime = watch.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
-    let stream = WatchStream::new(
-        cache,
-        request,
-        state.shutdown.clone(),
-        lifetime,
-        watch.heartbeat_interval.get(),
-        permit,
-    );
+    let observer = StreamMetrics::new(state.metrics.clone(), &ns.config.name);
+    let heartbeat = watch.heartbeat_interval.get();
+    let stream =
+        WatchStream::new(cache, request, state.shutdown.clone(), lifetime, heartbeat, permit, observer);
     let body = Body::from_stream(stream::unfold(stream, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(chunk), s))
@@ -103,7 +101,46 @@ struct WatchStream {
     progress: Pin<Box<Sleep>>,
     /// The last `id:` sent: the client's `Last-Event-ID`.
     last_id: Revision,
+    metrics: StreamMetrics,
     _permit: WatchPermit,
+}
+
+/// A stream's share of the SSE metrics; counts it as a subscriber while it lives.
+struct StreamMetrics {
+    metrics: Arc<Metrics>,
+    labels: Labels,
+}
+
+impl StreamMetrics {
+    fn new(metrics: Arc<Metrics>, namespace: &str) -> Self {
+        let labels = namespace_labels(namespace);
+        metrics.sse_subscribers.get_or_create(&labels).inc();
+        Self { metrics, labels }
+    }
+
+    fn frame_sent(&self, frame: &Frame) {
+        let bytes: usize = frame.iter().map(Bytes::len).sum();
+        self.metrics.sse_bytes.get_or_create(&self.labels).inc_by(bytes as u64);
+        if frame.first().is_some_and(|c| c.as_ref() != sse::KEEP_ALIVE) {
+            self.metrics.sse_events.get_or_create(&self.labels).inc();
+        }
+    }
+
+    fn reset(&self, reason: ResetReason) {
+        let mut labels = self.labels.clone();
+        labels.push(("reason", reason.as_str().to_owned()));
+        self.metrics.sse_resets.get_or_create(&labels).inc();
+    }
+
+    fn lagging_disconnect(&self) {
+        self.metrics.sse_lagging_disconnects.get_or_create(&self.labels).inc();
+    }
+}
+
+impl Drop for StreamMetrics {
+    fn drop(&mut self) {
+        self.metrics.sse_subscribers.get_or_create(&self.labels).dec();
+    }
 }
 
 impl WatchStream {
@@ -114,6 +151,7 @@ impl WatchStream {
         lifetime: Duration,
         heartbeat: Duration,
         permit: WatchPermit,
+        metrics: StreamMetrics,
     ) -> Self {
         let now = Instant::now();
         let mut heartbeat = tokio::time::interval_at(now + heartbeat, heartbeat);
@@ -130,6 +168,7 @@ impl WatchStream {
             heartbeat,
             progress,
             last_id: 0,
+            metrics,
             _permit: permit,
         }
     }
@@ -141,6 +180,7 @@ impl WatchStream {
                 return Some(chunk);
             }
             let frame = self.next_frame().await?;
+            self.metrics.frame_sent(&frame);
             self.pending.extend(frame);
         }
     }
@@ -297,11 +337,13 @@ impl WatchStream {
         let view = self.cache.view();
         let head = view.head;
         if self.request.on_gap == OnGap::Error {
+            self.metrics.lagging_disconnect();
             let compact_revision = view.history.oldest_revision().unwrap_or(head);
             let cursor = self.subscription.as_ref().map_or(0, Subscription::cursor);
             let problem = ApiError::Compacted { revision: cursor + 1, compact_revision }.problem();
             return self.error(problem.with("reason", reason.as_str()));
         }
+        self.metrics.reset(reason);
         let mut frame = sse::json_event("reset", None, &json!({"code": reason.as_str(), "revision": head}));
         let subscription = self.subscription.take().expect("subscribed");
         self.begin_snapshot(subscription, &mut frame);

@@ -10,6 +10,7 @@ mod cors;
 mod kv;
 mod kv_bad_input;
 mod kv_consistency;
+mod metrics;
 mod openapi;
 mod operations;
 mod server;

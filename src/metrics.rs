@@ -1,0 +1,278 @@
+//! `/metrics`: Prometheus metrics, labelled by namespace and matched route
+//! (never raw URLs, so cardinality stays bounded).
+//!
+//! prometheus-client, not the `metrics` facade: its registry is a value, not
+//! a process-global recorder, so every gateway in a process (the test suite
+//! runs dozens) has its own counters. HTTP and SSE metrics are recorded as
+//! they happen; the caches' state and counters (which the cache core keeps as
+//! plain atomics) are read at scrape time by a collector.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::namespaces::Namespaces;
+
+/// Label pairs of one series.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Latency buckets: 100 µs to ~6.5 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Every metric of one gateway.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by matched route and status.
+    pub http_requests: Family<Labels, Counter>,
+    /// Time to the response head by matched route (streams: time to headers).
+    pub http_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Open watch streams per namespace.
+    pub sse_subscribers: Family<Labels, Gauge>,
+    /// SSE events sent per namespace (keep-alive comments excluded).
+    pub sse_events: Family<Labels, Counter>,
+    /// Bytes of SSE streams sent per namespace.
+    pub sse_bytes: Family<Labels, Counter>,
+    /// `reset` events per namespace and reason.
+    pub sse_resets: Family<Labels, Counter>,
+    /// Streams ended because their history was gone (`on_gap=error`).
+    pub sse_lagging_disconnects: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric, reading `namespaces` at scrape time.
+    pub fn new(namespaces: Namespaces) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("etcd_cache_gateway");
+        let http_requests = Family::<Labels, Counter>::default();
+        let http_latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let sse_subscribers = Family::<Labels, Gauge>::default();
+        let sse_events = Family::<Labels, Counter>::default();
+        let sse_bytes = Family::<Labels, Counter>::default();
+        let sse_resets = Family::<Labels, Counter>::default();
+        let sse_lagging_disconnects = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by matched route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head by matched route",
+            http_latency.clone(),
+        );
+        registry.register("sse_subscribers", "Open watch streams", sse_subscribers.clone());
+        registry.register("sse_events", "SSE events sent (keep-alive comments excluded)", sse_events.clone());
+        registry.register("sse_bytes", "Bytes of SSE streams sent", sse_bytes.clone());
+        registry.register("sse_resets", "reset events sent, by reason", sse_resets.clone());
+        registry.register(
+            "sse_lagging_disconnects",
+            "Streams ended with an error because the history they needed was gone",
+            sse_lagging_disconnects.clone(),
+        );
+        registry.register_collector(Box::new(CacheCollector { namespaces }));
+        Arc::new(Self {
+            registry,
+            http_requests,
+            http_latency,
+            sse_subscribers,
+            sse_events,
+            sse_bytes,
+            sse_resets,
+            sse_lagging_disconnects,
+        })
+    }
+
+    /// Records one HTTP request.
+    pub fn observe_request(&self, route: &str, status: u16, latency: Duration) {
+        self.http_requests
+            .get_or_create(&vec![("route", route.to_owned()), ("status", status.to_string())])
+            .inc();
+        self.http_latency.get_or_create(&vec![("route", route.to_owned())]).observe(latency.as_secs_f64());
+    }
+
+    /// The exposition (OpenMetrics text).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The namespace label of a series.
+pub fn namespace_labels(namespace: &str) -> Labels {
+    vec![("namespace", namespace.to_owned())]
+}
+
+/// Reads the caches' state and counters at scrape time.
+#[derive(Debug)]
+struct CacheCollector {
+    namespaces: Namespaces,
+}
+
+/// One gauge or counter family: name, help, whether a counter, and a value per namespace.
+type Series = (&'static str, &'static str, bool, Vec<(Labels, i64)>);
+
+fn encode_series(
+    encoder: &mut DescriptorEncoder,
+    (name, help, counter, values): Series,
+) -> Result<(), std::fmt::Error> {
+    let metric_type =
+        if counter { ConstCounter::new(0u64).metric_type() } else { ConstGauge::new(0i64).metric_type() };
+    let mut family = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in &values {
+        let metric = family.encode_family(labels)?;
+        if counter {
+            ConstCounter::new(u64::try_from(*value).unwrap_or(0)).encode(metric)?;
+        } else {
+            ConstGauge::new(*value).encode(metric)?;
+        }
+    }
+    Ok(())
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let per_ns = |f: &dyn Fn(&crate::namespaces::Namespace) -> i64| -> Vec<(Labels, i64)> {
+            self.namespaces.iter().map(|ns| (namespace_labels(&ns.config.name), f(ns))).collect()
+        };
+        let count =
+            |c: &std::sync::atomic::AtomicU64| i64::try_from(c.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let series: Vec<Series> = vec![
+            (
+                "revision",
+                "The cache holds the namespace's state exactly at this etcd revision",
+                false,
+                per_ns(&|ns| ns.cache.head()),
+            ),
+            (
+                "compacted_revision",
+                "Oldest revision servable from memory",
+                false,
+                per_ns(&|ns| ns.cache.report().compacted_revision),
+            ),
+            (
+                "etcd_revision",
+                "Latest revision etcd reported",
+                false,
+                per_ns(&|ns| ns.cache.report().etcd_revision),
+            ),
+            (
+                "lag_revisions",
+                "etcd_revision minus revision",
+                false,
+                per_ns(&|ns| {
+                    let r = ns.cache.report();
+                    r.etcd_revision - r.revision
+                }),
+            ),
+            (
+                "keys",
+                "Keys in the namespace",
+                false,
+                per_ns(&|ns| i64::try_from(ns.cache.report().keys).unwrap_or(i64::MAX)),
+            ),
+            (
+                "history_entries",
+                "Revisions in the history window",
+                false,
+                per_ns(&|ns| ns.cache.view().history.len() as i64),
+            ),
+            (
+                "fresh",
+                "1 while the namespace's etcd watch is up, 0 while answers are stale",
+                false,
+                per_ns(&|ns| i64::from(ns.cache.status().is_connected())),
+            ),
+            (
+                "stale_seconds",
+                "Seconds since the watch was last healthy (0 while fresh)",
+                false,
+                per_ns(&|ns| {
+                    ns.cache
+                        .status()
+                        .stale_for()
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                }),
+            ),
+            ("value_hits", "Values found in memory", true, per_ns(&|ns| count(&ns.cache.value_stats().hits))),
+            (
+                "value_misses",
+                "Values not in memory",
+                true,
+                per_ns(&|ns| count(&ns.cache.value_stats().misses)),
+            ),
+            (
+                "value_read_throughs",
+                "etcd reads made to load values or serve reads outside the window",
+                true,
+                per_ns(&|ns| count(&ns.cache.value_stats().read_throughs)),
+            ),
+            (
+                "reflector_reconnects",
+                "Times the etcd watch was re-established after a failure",
+                true,
+                per_ns(&|ns| count(&ns.cache.status().reconnects)),
+            ),
+            (
+                "relists",
+                "Full loads of the namespace (the first included)",
+                true,
+                per_ns(&|ns| count(&ns.cache.status().relists)),
+            ),
+            (
+                "compactions",
+                "etcd compactions that cancelled the watch",
+                true,
+                per_ns(&|ns| count(&ns.cache.status().compactions)),
+            ),
+            (
+                "consistent_read_waits",
+                "Consistent reads that waited for the cache",
+                true,
+                per_ns(&|ns| count(&ns.cache.status().consistent_waits)),
+            ),
+            (
+                "consistent_read_fallbacks",
+                "Consistent reads answered from etcd after the wait timed out",
+                true,
+                per_ns(&|ns| count(&ns.cache.status().consistent_fallbacks)),
+            ),
+            (
+                "value_bytes",
+                "Bytes counted against cache.max_value_bytes (all namespaces)",
+                false,
+                vec![(
+                    Vec::new(),
+                    i64::try_from(self.namespaces.values().weighted_bytes()).unwrap_or(i64::MAX),
+                )],
+            ),
+            (
+                "values",
+                "Values cached (all namespaces)",
+                false,
+                vec![(Vec::new(), i64::try_from(self.namespaces.values().entry_count()).unwrap_or(i64::MAX))],
+            ),
+        ];
+        for s in series {
+            encode_series(&mut encoder, s)?;
+        }
+        Ok(())
+    }
+}
