@@ -62,21 +62,16 @@ fn get(bencher: Bencher, n: usize) {
 /// A 100-key range with values at head.
 #[divan::bench(args = sizes())]
 fn range_100_keys(bencher: Bencher, n: usize) {
-    let cache = cache(n);
-    let mut i = 0;
-    bencher.counter(ItemsCount::new(100usize)).bench_local(|| {
-        i = (i + 7919) % (n - 200);
-        let range = KeyRange { start: common::key(i), end: None };
-        runtime().block_on(async {
-            let snapshot = cache.snapshot(At::Head).await.unwrap();
-            divan::black_box(snapshot.range(&range, 100, false).await.unwrap())
-        })
-    });
+    bench_range(bencher, n, false);
 }
 
 /// A 100-key keys-only range (index only, no values).
 #[divan::bench(args = sizes())]
 fn range_100_keys_only(bencher: Bencher, n: usize) {
+    bench_range(bencher, n, true);
+}
+
+fn bench_range(bencher: Bencher, n: usize, keys_only: bool) {
     let cache = cache(n);
     let mut i = 0;
     bencher.counter(ItemsCount::new(100usize)).bench_local(|| {
@@ -84,7 +79,7 @@ fn range_100_keys_only(bencher: Bencher, n: usize) {
         let range = KeyRange { start: common::key(i), end: None };
         runtime().block_on(async {
             let snapshot = cache.snapshot(At::Head).await.unwrap();
-            divan::black_box(snapshot.range(&range, 100, true).await.unwrap())
+            divan::black_box(snapshot.range(&range, 100, keys_only).await.unwrap())
         })
     });
 }

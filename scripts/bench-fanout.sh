@@ -22,14 +22,11 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for n in ${COUNTS:-1000 10000}; do
   etcd_port=$(free_port); peer_port=$(free_port); gw_port=$(free_port)
   etcd_url="http://127.0.0.1:${etcd_port}"
-  etcd --name fanout --data-dir "$dir/etcd-$n" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-    --listen-peer-urls "http://127.0.0.1:${peer_port}" --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
-    --initial-cluster "fanout=http://127.0.0.1:${peer_port}" --logger=zap --log-outputs="$dir/etcd-$n.log" &
+  start_etcd fanout "$dir/etcd-$n" "$etcd_port" "$peer_port" "$dir/etcd-$n.log"
   etcd_pid=$!
   pids="$pids $etcd_pid"
   cat >"$dir/gateway-$n.toml" <<TOML

@@ -27,12 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 etcd_port=$(free_port); peer_port=$(free_port); gw_port=$(free_port)
 etcd_url="http://127.0.0.1:${etcd_port}"
-etcd --name bench --data-dir "$dir/etcd" --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
-  --listen-peer-urls "http://127.0.0.1:${peer_port}" --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
-  --initial-cluster "bench=http://127.0.0.1:${peer_port}" --logger=zap --log-outputs="$dir/etcd.log" &
+start_etcd bench "$dir/etcd" "$etcd_port" "$peer_port" "$dir/etcd.log"
 pids="$pids $!"
 export ETCDCTL_API=3
 for _ in $(seq 1 100); do etcdctl --endpoints="$etcd_url" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done

@@ -15,13 +15,13 @@ listen="${DEMO_LISTEN:-127.0.0.1:8080}"
 base="http://${listen}"
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
+# preferred_port P...: the first of the given ports that is free, else any free port.
+preferred_port() {
   local p
-  for p in "$@" $(seq 23790 23890); do
+  for p in "$@"; do
     port_in_use "$p" || { echo "$p"; return; }
   done
-  echo "no free port found" >&2
-  return 1
+  free_port
 }
 
 echo "==> building (release)"
@@ -43,17 +43,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-client_port=$(free_port 2379)
-peer_port=$(free_port 2380 $((client_port + 1)))
+client_port=$(preferred_port 2379)
+peer_port=$(preferred_port 2380 $((client_port + 1)))
 endpoint="http://127.0.0.1:${client_port}"
 echo "==> starting etcd on ${endpoint} (data in ${dir})"
-etcd --name demo --data-dir "$dir/etcd" \
-  --listen-client-urls "$endpoint" --advertise-client-urls "$endpoint" \
-  --listen-peer-urls "http://127.0.0.1:${peer_port}" \
-  --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
-  --initial-cluster "demo=http://127.0.0.1:${peer_port}" \
-  --experimental-watch-progress-notify-interval=5s \
-  --logger=zap --log-outputs="$dir/etcd.log" &
+start_etcd demo "$dir/etcd" "$client_port" "$peer_port" "$dir/etcd.log"
 etcd_pid=$!
 export ETCDCTL_API=3
 ctl() { etcdctl --endpoints="$endpoint" "$@" >/dev/null; }

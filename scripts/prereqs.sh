@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
+# Sourced by the scripts: installs what a fresh machine lacks, and small
+# helpers (free ports, a throwaway etcd).
 # Debian packages: etcd-server (the etcd binary tests and the demo run),
 # etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
 # (protoc, needed to build etcd-client). test.sh adds chromium and
@@ -28,4 +29,19 @@ ensure_tools() {
 ensure_build_tools() {
   ensure_tools etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
+}
+
+# free_port: a free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_etcd NAME DATA_DIR CLIENT_PORT PEER_PORT LOG: a throwaway single-member
+# etcd in the background; its pid is in $! of the caller's shell afterwards.
+start_etcd() {
+  local url="http://127.0.0.1:$3"
+  etcd --name "$1" --data-dir "$2" --listen-client-urls "$url" --advertise-client-urls "$url" \
+    --listen-peer-urls "http://127.0.0.1:$4" --initial-advertise-peer-urls "http://127.0.0.1:$4" \
+    --initial-cluster "$1=http://127.0.0.1:$4" --experimental-watch-progress-notify-interval=5s \
+    --logger=zap --log-outputs="$5" &
 }

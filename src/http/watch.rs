@@ -244,8 +244,13 @@ impl WatchStream {
         let revision = snapshot.revision();
         let style =
             super::render::KvStyle { encoding: self.request.encoding, with_value: true, select: None };
-        let kvs: Vec<KvJson<'_>> = page.kvs.iter().map(|kv| KvJson { kv, style }).collect();
-        let mut frame = sse::json_event("snapshot", None, &json!({"revision": revision, "kvs": kvs}));
+        #[derive(serde::Serialize)]
+        struct Chunk<'a> {
+            revision: Revision,
+            kvs: Vec<KvJson<'a>>,
+        }
+        let kvs = page.kvs.iter().map(|kv| KvJson { kv, style }).collect();
+        let mut frame = sse::json_event("snapshot", None, &Chunk { revision, kvs });
         match page.kvs.last() {
             Some(last) if page.more => {
                 self.phase = Phase::Snapshot { after: Some(last.key.clone()), snapshot };
