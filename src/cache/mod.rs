@@ -8,6 +8,7 @@
 mod history;
 pub mod policy;
 mod read;
+mod snapshot;
 mod status;
 mod subscription;
 mod types;
@@ -19,7 +20,8 @@ mod tests;
 
 pub use history::{Entry, EntryKind, History, Index, RENDER_SLOTS, Rendered};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
-pub use read::{At, Page, ReadError, Snapshot};
+pub use read::{At, ReadError};
+pub use snapshot::{Page, Snapshot};
 pub use status::{NamespaceStatus, Status};
 pub use subscription::{Subscription, Update};
 pub use types::{Event, EventKind, KeyRange, KeyValue, Meta, Revision, RevisionBatch, prefix_end, successor};

@@ -1,16 +1,12 @@
-//! Reads: resolving "which revision" ([`At`]) into a [`Snapshot`], and
-//! answering gets, ranges and counts from it. A snapshot reads the index of
-//! its revision from the window, or etcd when the window does not cover it.
+//! Reads: resolving "which revision" ([`At`]) into a [`Snapshot`], waiting
+//! or asking etcd as the consistency level requires (see `snapshot.rs` for
+//! answering gets, ranges and counts from it).
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::history::Index;
-use super::types::{KeyRange, KeyValue, Meta, Revision};
-use super::values::{LoadRequest, ValueStats};
+use super::snapshot::Snapshot;
+use super::types::Revision;
 use super::watch_cache::{View, WatchCache};
 use crate::etcd::EtcdError;
 
@@ -67,31 +63,6 @@ pub enum ReadError {
     /// etcd was needed and failed.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
-}
-
-/// One page of a range.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    /// Key-values in key order (values empty when keys-only).
-    pub kvs: Vec<KeyValue>,
-    /// Whether keys remain after the last one.
-    pub more: bool,
-}
-
-#[derive(Clone)]
-enum Source {
-    Index(Index),
-    Etcd,
-}
-
-/// A consistent state of the namespace at one revision.
-#[derive(Clone)]
-pub struct Snapshot {
-    cache: WatchCache,
-    revision: Revision,
-    /// The revision of the namespace's last change at or before `revision`.
-    last_change: Revision,
-    source: Source,
 }
 
 impl WatchCache {
@@ -173,11 +144,11 @@ impl WatchCache {
     }
 
     fn indexed_snapshot(&self, index: Index, revision: Revision, last_change: Revision) -> Snapshot {
-        Snapshot { cache: self.clone(), revision, last_change, source: Source::Index(index) }
+        Snapshot::from_index(self.clone(), index, revision, last_change)
     }
 
     fn etcd_snapshot(&self, revision: Revision) -> Snapshot {
-        Snapshot { cache: self.clone(), revision, last_change: revision, source: Source::Etcd }
+        Snapshot::from_etcd(self.clone(), revision)
     }
 
     /// Errs when `revision` is beyond etcd's, asking etcd when the last known
@@ -227,7 +198,7 @@ impl WatchCache {
             .is_ok_and(|r| r.is_ok())
     }
 
-    fn compacted(&self, revision: Revision) -> ReadError {
+    pub(super) fn compacted(&self, revision: Revision) -> ReadError {
         let view = self.view();
         let oldest = view.history.oldest_revision().unwrap_or(0);
         ReadError::Compacted {
@@ -235,223 +206,4 @@ impl WatchCache {
             compact_revision: oldest.max(self.inner.status.etcd_compact_revision()),
         }
     }
-}
-
-impl Snapshot {
-    /// The revision this snapshot is exactly at.
-    pub fn revision(&self) -> Revision {
-        self.revision
-    }
-
-    /// The revision of the namespace's last change at or before this
-    /// snapshot (validators stay equal while nothing changed); the snapshot
-    /// revision itself when read from etcd.
-    pub fn last_change_revision(&self) -> Revision {
-        self.last_change
-    }
-
-    /// Whether answers come from etcd rather than memory.
-    pub fn is_from_etcd(&self) -> bool {
-        matches!(self.source, Source::Etcd)
-    }
-
-    /// The namespace's cache.
-    pub fn cache(&self) -> &WatchCache {
-        &self.cache
-    }
-
-    /// One key.
-    ///
-    /// # Errors
-    /// When etcd is needed and fails, or the revision is compacted there.
-    pub async fn get(&self, key: &Bytes) -> Result<Option<KeyValue>, ReadError> {
-        match &self.source {
-            Source::Index(index) => match index.get(key) {
-                Some(meta) => Ok(Some(self.value_of(key.clone(), *meta).await?)),
-                None => Ok(None),
-            },
-            Source::Etcd => {
-                let page = self.load(KeyRange::key(key.clone()), 1, false).await?;
-                Ok(page.kvs.into_iter().next())
-            }
-        }
-    }
-
-    /// Up to `limit` keys of `range` in key order (0 = no limit).
-    ///
-    /// # Errors
-    /// When values must be loaded from etcd and that fails.
-    pub async fn range(&self, range: &KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
-        match &self.source {
-            Source::Index(index) => {
-                let mut metas = metas_in(index, range);
-                let mut page: Vec<(Bytes, Meta)> =
-                    metas.by_ref().take(if limit == 0 { usize::MAX } else { limit }).collect();
-                let more = metas.next().is_some();
-                let kvs = if keys_only {
-                    page.drain(..).map(|(key, meta)| KeyValue { key, value: Bytes::new(), meta }).collect()
-                } else {
-                    self.values_of(page).await?
-                };
-                Ok(Page { kvs, more })
-            }
-            Source::Etcd => self.load(range.clone(), limit, keys_only).await,
-        }
-    }
-
-    /// Keys of `range` with their metadata, in order, without values. Only
-    /// for in-memory snapshots; an etcd-backed one yields nothing.
-    pub fn metas<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (Bytes, Meta)> + 'a {
-        let index = match &self.source {
-            Source::Index(index) => Some(index),
-            Source::Etcd => None,
-        };
-        index.into_iter().flat_map(move |index| metas_in(index, range))
-    }
-
-    /// Number of keys in `range`.
-    ///
-    /// # Errors
-    /// When the snapshot is etcd-backed and etcd fails.
-    pub async fn count(&self, range: &KeyRange) -> Result<u64, ReadError> {
-        match &self.source {
-            Source::Index(index) => Ok(metas_in(index, range).count() as u64),
-            Source::Etcd => {
-                let request =
-                    LoadRequest { range: range.clone(), revision: self.revision, limit: 1, keys_only: true };
-                Ok(self.loader_call(request).await?.count)
-            }
-        }
-    }
-
-    async fn load(&self, range: KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
-        let request = LoadRequest { range, revision: self.revision, limit, keys_only };
-        let loaded = self.loader_call(request).await?;
-        Ok(Page { kvs: loaded.kvs, more: loaded.more })
-    }
-
-    async fn loader_call(&self, request: LoadRequest) -> Result<super::values::Loaded, ReadError> {
-        let inner = &self.cache.inner;
-        ValueStats::count(&inner.stats.read_throughs, 1);
-        match inner.loader.load(request).await {
-            Ok(loaded) => {
-                inner.status.observe_etcd_revision(loaded.revision);
-                Ok(loaded)
-            }
-            Err(EtcdError::Compacted { .. }) => Err(self.cache.compacted(self.revision)),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The value of one version, from memory or (single-flight) from etcd.
-    async fn value_of(&self, key: Bytes, meta: Meta) -> Result<KeyValue, ReadError> {
-        let inner = &self.cache.inner;
-        let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
-        if let Some(value) = inner.values.get(&value_key).await {
-            ValueStats::count(&inner.stats.hits, 1);
-            return Ok(KeyValue { key, value, meta });
-        }
-        ValueStats::count(&inner.stats.misses, 1);
-        let load = self.load_version(key.clone(), meta.mod_revision);
-        let value =
-            inner.values.get_or_load(value_key, load).await.map_err(|e| ReadError::Etcd((*e).clone()))?;
-        Ok(KeyValue { key, value, meta })
-    }
-
-    /// Values of a page of versions: hits from memory, all misses with one
-    /// ranged read at the snapshot's revision.
-    async fn values_of(&self, page: Vec<(Bytes, Meta)>) -> Result<Vec<KeyValue>, ReadError> {
-        let inner = &self.cache.inner;
-        let mut kvs = Vec::with_capacity(page.len());
-        let mut missing = Vec::new();
-        for (i, (key, meta)) in page.into_iter().enumerate() {
-            let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
-            let value = inner.values.get(&value_key).await;
-            if value.is_none() {
-                missing.push(i);
-            }
-            kvs.push(KeyValue { key, value: value.unwrap_or_default(), meta });
-        }
-        ValueStats::count(&inner.stats.hits, (kvs.len() - missing.len()) as u64);
-        ValueStats::count(&inner.stats.misses, missing.len() as u64);
-        if missing.len() == 1 {
-            let kv = &mut kvs[missing[0]];
-            kv.value = self.value_of_missing(kv.key.clone(), kv.meta).await?;
-        } else if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
-            let range =
-                KeyRange { start: kvs[first].key.clone(), end: Some(super::successor(&kvs[last].key)) };
-            let loaded = self.load_values(range).await?;
-            for i in missing {
-                let kv = &mut kvs[i];
-                kv.value = match loaded.get(&kv.key) {
-                    Some((mod_revision, value)) if *mod_revision == kv.meta.mod_revision => {
-                        let value_key = self.cache.value_key(kv.key.clone(), *mod_revision);
-                        inner.values.insert(value_key, value.clone()).await;
-                        value.clone()
-                    }
-                    _ => self.value_of_missing(kv.key.clone(), kv.meta).await?,
-                };
-            }
-        }
-        Ok(kvs)
-    }
-
-    async fn value_of_missing(&self, key: Bytes, meta: Meta) -> Result<Bytes, ReadError> {
-        let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
-        let load = self.load_version(key, meta.mod_revision);
-        self.cache.inner.values.get_or_load(value_key, load).await.map_err(|e| ReadError::Etcd((*e).clone()))
-    }
-
-    /// One ranged read at the snapshot revision, keyed for lookup.
-    async fn load_values(&self, range: KeyRange) -> Result<HashMap<Bytes, (Revision, Bytes)>, ReadError> {
-        let request = LoadRequest { range, revision: self.revision, limit: 0, keys_only: false };
-        match self.loader_call(request).await {
-            Ok(loaded) => {
-                Ok(loaded.kvs.into_iter().map(|kv| (kv.key, (kv.meta.mod_revision, kv.value))).collect())
-            }
-            // Compacted at the snapshot's revision: the per-key path reads the latest instead.
-            Err(ReadError::Compacted { .. }) => Ok(HashMap::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads exactly the version `mod_revision` of `key`: at the snapshot's
-    /// revision, or, when etcd compacted that, at the latest revision if the
-    /// key has not changed since.
-    fn load_version(
-        &self,
-        key: Bytes,
-        mod_revision: Revision,
-    ) -> impl Future<Output = Result<Bytes, EtcdError>> + Send + 'static {
-        let loader = Arc::clone(&self.cache.inner.loader);
-        let revision = self.revision;
-        ValueStats::count(&self.cache.inner.stats.read_throughs, 1);
-        async move {
-            let request = |revision| LoadRequest {
-                range: KeyRange::key(key.clone()),
-                revision,
-                limit: 1,
-                keys_only: false,
-            };
-            let loaded = match loader.load(request(revision)).await {
-                Err(EtcdError::Compacted { .. }) => loader.load(request(0)).await?,
-                other => other?,
-            };
-            match loaded.kvs.into_iter().next() {
-                Some(kv) if kv.meta.mod_revision == mod_revision => Ok(kv.value),
-                _ => Err(EtcdError::Compacted {
-                    message: format!("version {mod_revision} of the key is no longer available in etcd"),
-                }),
-            }
-        }
-    }
-}
-
-/// Keys of `range` in `index`, in order.
-fn metas_in<'a>(index: &'a Index, range: &KeyRange) -> impl Iterator<Item = (Bytes, Meta)> + 'a {
-    use std::ops::Bound;
-    let start = Bound::Included(range.start.clone());
-    let end = range.end.clone().map_or(Bound::Unbounded, Bound::Excluded);
-    let empty = range.is_empty();
-    index.range((start, end)).filter(move |_| !empty).map(|(k, m)| (k.clone(), *m))
 }
