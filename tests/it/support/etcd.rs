@@ -209,9 +209,21 @@ impl Etcd {
         self.kill();
     }
 
-    /// Freezes the process (SIGSTOP): connections stay open but nothing answers.
+    /// Freezes the process (SIGSTOP): connections stay open but nothing
+    /// answers. Returns once the kernel reports it stopped (signal delivery
+    /// to a many-threaded process is not instant).
     pub fn pause(&self) {
-        signal(self.pid().expect("etcd is running"), "STOP");
+        let pid = self.pid().expect("etcd is running");
+        signal(pid, "STOP");
+        for _ in 0..200 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the parenthesized command name: "pid (comm) T ...".
+            if stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T')) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("etcd {pid} did not stop within 1 s of SIGSTOP");
     }
 
     /// Thaws a paused process (SIGCONT).
