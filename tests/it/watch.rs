@@ -30,6 +30,15 @@ impl Env {
         self.client.put(key, value, None).await.unwrap().header().unwrap().revision()
     }
 
+    /// Puts, then waits until the gateway's cache has the revision, so a
+    /// stream opened next starts after it.
+    async fn put_seen(&mut self, key: &str, value: &str) -> i64 {
+        let revision = self.put(key, value).await;
+        let url = self.gw.url(&format!("/v1/namespaces/app/kv?count_only=true&min_revision={revision}"));
+        assert_eq!(crate::support::http::get(&url).await.status, 200);
+        revision
+    }
+
     fn watch_url(&self, query: &str) -> String {
         self.gw.url(&format!("/v1/namespaces/app/watch?{query}"))
     }
@@ -38,7 +47,7 @@ impl Env {
 #[tokio::test]
 async fn stream_starts_with_retry_then_synced_and_has_the_sse_headers() {
     let mut env = env_with(|_| {}).await;
-    let head = env.put("app/a", "1").await;
+    let head = env.put_seen("app/a", "1").await;
     let raw = raw_until(&env.watch_url("min_revision_is_not_a_watch_param=1"), "\n\n").await;
     assert!(raw.contains("unknown parameter"), "{raw}");
     let url = env.watch_url("prefix=");
@@ -60,7 +69,7 @@ async fn stream_starts_with_retry_then_synced_and_has_the_sse_headers() {
 #[tokio::test]
 async fn change_events_carry_one_revision_each_with_exact_json() {
     let mut env = env_with(|_| {}).await;
-    let created = env.put("app/k", "v1").await;
+    let created = env.put_seen("app/k", "v1").await;
     let mut sse = SseClient::open(&env.watch_url("prev_kv=true")).await;
     assert_eq!(sse.next().await.event, "synced");
     let updated = env.put("app/k", "v2").await;
@@ -97,7 +106,7 @@ async fn selections_encodings_progress_and_keep_alive() {
         c.watch.heartbeat_interval = HumanDuration::millis(300);
     })
     .await;
-    env.put("app/cfg/a", "{\"n\":1}").await;
+    env.put_seen("app/cfg/a", "{\"n\":1}").await;
     let mut by_key = SseClient::open(&env.watch_url("key=cfg/a&encoding=json&progress_interval=1s")).await;
     let mut by_range = SseClient::open(&env.watch_url("start=cfg/b&end=cfg/d&encoding=base64")).await;
     assert_eq!(by_key.next().await.event, "synced");
@@ -131,7 +140,7 @@ async fn snapshot_comes_in_chunks_then_synced_then_changes() {
             (0..100).map(|i| TxnOp::put(format!("app/s/{:05}", chunk * 100 + i), "v", None)).collect();
         env.client.txn(Txn::new().and_then(ops)).await.unwrap();
     }
-    let head = env.put("app/t", "not in the selection").await;
+    let head = env.put_seen("app/t", "not in the selection").await;
     let mut sse = SseClient::open(&env.watch_url("prefix=s/&snapshot=true")).await;
     let mut keys = Vec::new();
     loop {
