@@ -48,16 +48,19 @@ pub enum RunError {
 /// for at most `http.shutdown_timeout` and returns.
 ///
 /// # Errors
-/// [`RunError`] when etcd cannot be set up or the server fails.
+/// [`RunError`] when etcd cannot be set up, a token's secret cannot be
+/// resolved, or the listener fails.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let config = Arc::new(config);
     let etcd = EtcdClient::connect(&config.etcd).await?;
-    let tasks = TaskTracker::new();
     let namespaces = Namespaces::new(&config, &etcd);
+    // Token secrets are resolved before anything starts, so a bad one stops
+    // the gateway with nothing left running.
+    let state =
+        AppState::new(config.clone(), namespaces.clone(), shutdown.clone(), |name| std::env::var(name).ok())?;
+    let tasks = TaskTracker::new();
     namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
-
-    let state = AppState::new(config.clone(), namespaces, shutdown.clone(), |name| std::env::var(name).ok())?;
     let router = app(state);
     tracing::info!(address = %listener.local_addr()?, "listening");
     let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));

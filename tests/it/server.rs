@@ -82,3 +82,26 @@ async fn every_response_carries_a_request_id() {
         crate::support::http::get_with(&gw.url("/healthz"), &[("x-request-id", "client-chosen-42")]).await;
     assert_eq!(given.header("x-request-id"), "client-chosen-42", "a client's id is kept");
 }
+
+#[tokio::test]
+async fn a_token_whose_secret_cannot_be_resolved_stops_the_gateway() {
+    let mut config = Gateway::config(&["http://127.0.0.1:1".to_owned()]);
+    config.tokens = vec![etcd_cache_gateway::config::TokenConfig {
+        name: "ops".into(),
+        secret: None,
+        secret_env: Some("ECG_TEST_VARIABLE_THAT_IS_NEVER_SET".into()),
+        secret_file: None,
+        namespaces: vec!["*".into()],
+    }];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let result =
+        tokio::time::timeout(Duration::from_secs(10), etcd_cache_gateway::run(config, listener, shutdown))
+            .await
+            .expect("run returns at once");
+    let err = result.expect_err("the gateway must not start").to_string();
+    assert!(
+        err.contains("tokens[0].secret_env") && err.contains("ECG_TEST_VARIABLE_THAT_IS_NEVER_SET"),
+        "{err}"
+    );
+}
