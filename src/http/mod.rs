@@ -111,6 +111,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(timeout, limits_layer::request_timeout))
         .layer(record)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
+        // gzip for clients that ask; tower-http never compresses text/event-stream.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(logging::RequestIds::default()))

@@ -313,3 +313,24 @@ async fn streams_end_after_their_lifetime_and_resume_without_loss() {
     }
     assert_eq!(received, written, "every revision once, in order, across reconnects");
 }
+
+#[tokio::test]
+async fn json_is_gzipped_on_request_and_streams_never_are() {
+    let mut env = env_with(|_| {}).await;
+    for i in 0..50 {
+        env.put(&format!("app/z/{i:03}"), &"x".repeat(100)).await;
+    }
+    let head = env.put_seen("app/z/last", "x").await;
+    let gzip = [("accept-encoding", "gzip")];
+    let list = crate::support::http::get_with(
+        &env.gw.url(&format!("/v1/namespaces/app/kv?min_revision={head}")),
+        &gzip,
+    )
+    .await;
+    assert_eq!((list.status, list.header("content-encoding")), (200, "gzip"));
+    let client = reqwest::Client::new();
+    let stream =
+        client.get(env.watch_url("snapshot=true")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    assert!(stream.headers().get("content-encoding").is_none(), "SSE must never be compressed");
+}
