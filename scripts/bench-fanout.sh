@@ -15,20 +15,14 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
 cargo bench --bench fanout --no-run --quiet 2>/dev/null
 dir=$(mktemp -d -t etcd-cache-gateway-fanout.XXXXXX)
-pids=""
-cleanup() {
-  set +e
-  for pid in $pids; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'stop_all_and_remove "$dir"' EXIT
 
 for n in ${COUNTS:-1000 10000}; do
   etcd_port=$(free_port); peer_port=$(free_port); gw_port=$(free_port)
   etcd_url="http://127.0.0.1:${etcd_port}"
   start_etcd fanout "$dir/etcd-$n" "$etcd_port" "$peer_port" "$dir/etcd-$n.log"
   etcd_pid=$!
-  pids="$pids $etcd_pid"
+  bg_pids="$bg_pids $etcd_pid"
   cat >"$dir/gateway-$n.toml" <<TOML
 listen = "127.0.0.1:${gw_port}"
 [etcd]
@@ -42,7 +36,7 @@ TOML
   for _ in $(seq 1 100); do curl -fsS "${etcd_url}/health" >/dev/null 2>&1 && break; sleep 0.1; done
   ./target/release/etcd-cache-gateway --config "$dir/gateway-$n.toml" &
   gw_pid=$!
-  pids="$pids $gw_pid"
+  bg_pids="$bg_pids $gw_pid"
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${gw_port}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   FANOUT_GATEWAY="http://127.0.0.1:${gw_port}" FANOUT_ETCD="$etcd_url" FANOUT_GATEWAY_PID="$gw_pid" \
     FANOUT_SUBSCRIBERS="$n" cargo bench --bench fanout --quiet 2>/dev/null | grep '^fanout:'

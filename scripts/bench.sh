@@ -19,18 +19,12 @@ keys="${KEYS:-1000}"
 
 cargo build --release --quiet
 dir=$(mktemp -d -t etcd-cache-gateway-bench.XXXXXX)
-pids=""
-cleanup() {
-  set +e
-  for pid in $pids; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+trap 'stop_all_and_remove "$dir"' EXIT
 
 etcd_port=$(free_port); peer_port=$(free_port); gw_port=$(free_port)
 etcd_url="http://127.0.0.1:${etcd_port}"
 start_etcd bench "$dir/etcd" "$etcd_port" "$peer_port" "$dir/etcd.log"
-pids="$pids $!"
+bg_pids="$bg_pids $!"
 export ETCDCTL_API=3
 for _ in $(seq 1 100); do etcdctl --endpoints="$etcd_url" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -60,7 +54,7 @@ page_cache_bytes = "${variant#*:}"
 filter = "warn"
 TOML
   ./target/release/etcd-cache-gateway --config "$dir/gateway-${port}.toml" &
-  pids="$pids $!"
+  bg_pids="$bg_pids $!"
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 

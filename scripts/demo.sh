@@ -28,16 +28,9 @@ echo "==> building (release)"
 cargo build --release --quiet
 
 dir=$(mktemp -d -t etcd-cache-gateway-demo.XXXXXX)
-etcd_pid="" gateway_pid=""
 cleanup() {
   trap - EXIT INT TERM
-  set +e
-  local pid
-  for pid in $gateway_pid $etcd_pid; do
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  rm -rf "$dir"
+  stop_all_and_remove "$dir"
   echo "demo stopped; removed $dir"
 }
 trap cleanup EXIT
@@ -48,7 +41,7 @@ peer_port=$(preferred_port 2380 $((client_port + 1)))
 endpoint="http://127.0.0.1:${client_port}"
 echo "==> starting etcd on ${endpoint} (data in ${dir})"
 start_etcd demo "$dir/etcd" "$client_port" "$peer_port" "$dir/etcd.log"
-etcd_pid=$!
+bg_pids="$!"
 export ETCDCTL_API=3
 ctl() { etcdctl --endpoints="$endpoint" "$@" >/dev/null; }
 for _ in $(seq 1 100); do
@@ -90,6 +83,8 @@ TOML
 echo "==> starting the gateway on ${base}"
 ./target/release/etcd-cache-gateway --config "$dir/gateway.toml" &
 gateway_pid=$!
+# The gateway stops first: it ends its streams while etcd is still up.
+bg_pids="$gateway_pid $bg_pids"
 for _ in $(seq 1 100); do
   curl -fsS "${base}/readyz" >/dev/null 2>&1 && break
   kill -0 "$gateway_pid" 2>/dev/null || { echo "the gateway exited" >&2; exit 1; }

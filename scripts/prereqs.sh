@@ -45,3 +45,16 @@ start_etcd() {
     --initial-cluster "$1=http://127.0.0.1:$4" --experimental-watch-progress-notify-interval=5s \
     --logger=zap --log-outputs="$5" &
 }
+
+# Background processes the calling script started; stop_all_and_remove DIR
+# kills them (waiting for each) and removes DIR. Scripts trap it on EXIT.
+bg_pids=""
+stop_all_and_remove() {
+  set +e
+  local pid
+  for pid in $bg_pids; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  rm -rf "$1"
+}

@@ -27,14 +27,18 @@ impl Reply {
     }
 }
 
-/// GETs `url` with extra request headers.
-pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
-    let client = reqwest::Client::new();
-    let mut request = client.get(url);
+/// Sends a GET of `url` with extra request headers.
+pub async fn send(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = reqwest::Client::new().get(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response = request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GETs `url` with extra request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let response = send(url, headers).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().await.expect("body").to_vec();

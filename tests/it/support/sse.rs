@@ -33,12 +33,7 @@ pub struct Received {
 impl SseClient {
     /// Opens `url` with extra request headers.
     pub async fn open_with(url: &str, headers: &[(&str, &str)]) -> Self {
-        let client = reqwest::Client::new();
-        let mut request = client.get(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let response = super::http::send(url, headers).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let (tx, events) = mpsc::unbounded_channel();
