@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
 . scripts/prereqs.sh
 ensure_build_tools
-# The browser test drives Debian's headless Chromium over chromedriver.
-ensure_tools chromium:chromium chromedriver:chromium-driver
+# The browser test drives Debian's headless Chromium over chromedriver; the
+# TLS test makes its certificates with openssl.
+ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -105,3 +105,26 @@ async fn a_token_whose_secret_cannot_be_resolved_stops_the_gateway() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn etcd_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = crate::support::tls::TlsFiles::generate(dir.path());
+    let etcd = Etcd::start_with(EtcdOptions { tls: Some(tls.clone()), ..EtcdOptions::default() }).await;
+    assert!(etcd.endpoint().starts_with("https://"));
+    let mut client = etcd.client().await;
+    let revision = client.put("k", "over tls", None).await.unwrap().header().unwrap().revision();
+    let mut config = Gateway::config(&[etcd.endpoint()]);
+    config.etcd.tls = Some(etcd_cache_gateway::config::TlsConfig {
+        ca_file: Some(tls.ca.clone()),
+        cert_file: Some(tls.cert.clone()),
+        key_file: Some(tls.key.clone()),
+        domain: None,
+    });
+    let gw = Gateway::start_ready(config).await;
+    let (status, _, body) =
+        get(&gw.url(&format!("/v1/namespaces/default/kv/k?min_revision={revision}"))).await;
+    assert_eq!((status, body["kv"]["value"].as_str()), (200, Some("over tls")));
+    let (status, _, body) = get(&gw.url("/v1/namespaces/default/kv/k?consistent=true")).await;
+    assert_eq!((status, body["kv"]["value"].as_str()), (200, Some("over tls")), "{body}");
+}

@@ -44,11 +44,13 @@ pub struct EtcdOptions {
     pub progress_notify_interval: Duration,
     /// Client port; `None` = a free one.
     pub client_port: Option<u16>,
+    /// Serve clients over TLS with these files, requiring client certificates.
+    pub tls: Option<super::tls::TlsFiles>,
 }
 
 impl Default for EtcdOptions {
     fn default() -> Self {
-        Self { progress_notify_interval: Duration::from_secs(1), client_port: None }
+        Self { progress_notify_interval: Duration::from_secs(1), client_port: None, tls: None }
     }
 }
 
@@ -116,9 +118,10 @@ impl Etcd {
         }
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:23791`.
+    /// The client URL, e.g. `http://127.0.0.1:23791` (`https` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The member name.
@@ -160,6 +163,10 @@ impl Etcd {
         if supports_no_fsync() {
             cmd.arg("--unsafe-no-fsync");
         }
+        if let Some(tls) = &self.options.tls {
+            cmd.arg("--cert-file").arg(&tls.cert).arg("--key-file").arg(&tls.key);
+            cmd.arg("--trusted-ca-file").arg(&tls.ca).arg("--client-cert-auth");
+        }
         self.child = Some(
             cmd.spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e} (set ETCD_BIN)", etcd_bin().display())),
@@ -172,8 +179,9 @@ impl Etcd {
         let log = self.log.clone();
         wait_until(&format!("etcd {} answers (log: {})", self.name, log.display()), START_TIMEOUT, || {
             let endpoint = endpoint.clone();
+            let tls = self.options.tls.clone();
             async move {
-                let Ok(mut c) = connect(&endpoint).await else { return false };
+                let Ok(mut c) = connect(&endpoint, tls.as_ref()).await else { return false };
                 c.status().await.is_ok()
             }
         })
@@ -182,7 +190,7 @@ impl Etcd {
 
     /// A client connected to this member only.
     pub async fn client(&self) -> Client {
-        connect(&self.endpoint()).await.expect("connect to etcd")
+        connect(&self.endpoint(), self.options.tls.as_ref()).await.expect("connect to etcd")
     }
 
     /// Kills the process (SIGKILL) and reaps it; the data dir is kept.
@@ -276,10 +284,13 @@ fn signal(pid: u32, name: &str) {
     assert!(status.success(), "kill -{name} {pid} failed");
 }
 
-async fn connect(endpoint: &str) -> Result<Client, etcd_client::Error> {
-    let options = ConnectOptions::new()
+async fn connect(endpoint: &str, tls: Option<&super::tls::TlsFiles>) -> Result<Client, etcd_client::Error> {
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        options = options.with_tls(tls.client_options());
+    }
     Client::connect([endpoint], Some(options)).await
 }
 
@@ -333,7 +344,7 @@ impl EtcdCluster {
     /// The index of the current leader, asked of the running members.
     pub async fn leader(&self) -> Option<usize> {
         for m in self.members.iter().filter(|m| m.pid().is_some()) {
-            let Ok(mut c) = connect(&m.endpoint()).await else { continue };
+            let Ok(mut c) = connect(&m.endpoint(), None).await else { continue };
             let Ok(status) = c.status().await else { continue };
             let leader_id = status.leader();
             if leader_id == 0 {

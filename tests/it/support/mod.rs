@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod http;
 pub mod proxy;
 pub mod sse;
+pub mod tls;
 pub mod wait;
 
 use std::net::TcpListener;
