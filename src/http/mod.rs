@@ -8,7 +8,6 @@ mod health;
 mod kv;
 mod kv_request;
 mod limits;
-mod limits_layer;
 mod logging;
 mod namespaces;
 mod page_cache;
@@ -16,6 +15,7 @@ mod page_token;
 mod params;
 mod render;
 mod sse;
+mod timeout;
 mod watch;
 mod watch_request;
 
@@ -90,7 +90,7 @@ pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 pub fn app(state: AppState) -> Router {
     let http = &state.config.http;
     let cors = cors::layer(&http.cors_origins);
-    let timeout = http.request_timeout.get();
+    let request_timeout = http.request_timeout.get();
     let body_limit = usize::try_from(http.body_limit.bytes()).unwrap_or(usize::MAX);
     let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
     let trace = tower_http::trace::TraceLayer::new_for_http()
@@ -98,7 +98,7 @@ pub fn app(state: AppState) -> Router {
         .on_request(())
         .on_response(logging::on_response);
     let record = axum::middleware::from_fn_with_state(state.metrics.clone(), record_request);
-    let router = routes()
+    routes()
         .into_iter()
         .map(|(path, handlers)| {
             // Health, readiness and the spec stay open; every /v1 route needs a token when tokens exist.
@@ -108,7 +108,7 @@ pub fn app(state: AppState) -> Router {
         })
         .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(timeout, limits_layer::request_timeout))
+        .layer(axum::middleware::from_fn_with_state(request_timeout, timeout::request_timeout))
         .layer(record)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
         // gzip for clients that ask; tower-http never compresses text/event-stream.
@@ -116,11 +116,8 @@ pub fn app(state: AppState) -> Router {
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(logging::RequestIds::default()))
-        .with_state(state);
-    match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    }
+        .layer(tower::util::option_layer(cors))
+        .with_state(state)
 }
 
 /// The OpenAPI document, compiled in so the binary serves the contract it implements.
