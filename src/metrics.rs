@@ -24,6 +24,23 @@ use crate::namespaces::Namespaces;
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
 
+/// Labels of an HTTP request series: the matched route template (one of a
+/// fixed set, so no allocation per request) and the status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Matched route template, or `unmatched`.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of a latency series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Matched route template, or `unmatched`.
+    pub route: &'static str,
+}
+
 /// Latency buckets: 100 µs to ~6.5 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -33,9 +50,9 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     /// HTTP requests by matched route and status.
-    pub http_requests: Family<Labels, Counter>,
+    pub http_requests: Family<RequestLabels, Counter>,
     /// Time to the response head by matched route (streams: time to headers).
-    pub http_latency: Family<Labels, Histogram, fn() -> Histogram>,
+    pub http_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Open watch streams per namespace.
     pub sse_subscribers: Family<Labels, Gauge>,
     /// SSE events sent per namespace (keep-alive comments excluded).
@@ -58,9 +75,9 @@ impl Metrics {
     /// A registry with every metric, reading `namespaces` at scrape time.
     pub fn new(namespaces: Namespaces) -> Arc<Self> {
         let mut registry = Registry::with_prefix("etcd_cache_gateway");
-        let http_requests = Family::<Labels, Counter>::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
         let http_latency =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let sse_subscribers = Family::<Labels, Gauge>::default();
         let sse_events = Family::<Labels, Counter>::default();
         let sse_bytes = Family::<Labels, Counter>::default();
@@ -98,12 +115,10 @@ impl Metrics {
         })
     }
 
-    /// Records one HTTP request.
-    pub fn observe_request(&self, route: &str, status: u16, latency: Duration) {
-        self.http_requests
-            .get_or_create(&vec![("route", route.to_owned()), ("status", status.to_string())])
-            .inc();
-        self.http_latency.get_or_create(&vec![("route", route.to_owned())]).observe(latency.as_secs_f64());
+    /// Records one HTTP request of a route template (`'static`: routes are a fixed set).
+    pub fn observe_request(&self, route: &'static str, status: u16, latency: Duration) {
+        self.http_requests.get_or_create(&RequestLabels { route, status }).inc();
+        self.http_latency.get_or_create(&RouteLabels { route }).observe(latency.as_secs_f64());
     }
 
     /// The exposition (OpenMetrics text).

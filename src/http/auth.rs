@@ -10,10 +10,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode_str;
 
 use super::AppState;
@@ -195,16 +194,19 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<Vec<u8>> {
         .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('=').map(|t| t.as_bytes().to_vec()))
 }
 
-/// Middleware on `/v1`: authenticates the caller and stores a [`Caller`] in
-/// the request's extensions for the handlers.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let secret = presented(request.headers(), request.uri().query());
-    match state.tokens.authenticate(secret.as_deref()) {
-        Ok(caller) => {
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+/// Every `/v1` handler takes a [`Caller`]: 401 `unauthorized` when tokens
+/// are configured and the request presents none that is valid. (An
+/// extractor, not a middleware: a request pays for authentication only where
+/// it is needed, and nothing when no tokens are configured.)
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !state.tokens.enabled() {
+            return Ok(Self::Anonymous);
         }
-        Err(e) => e.into_response(),
+        let secret = presented(&parts.headers, parts.uri.query());
+        state.tokens.authenticate(secret.as_deref())
     }
 }
 

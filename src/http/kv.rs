@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -50,7 +49,7 @@ pub fn namespace<'a>(
 /// percent-decoded to bytes (so non-UTF-8 keys work here too).
 pub async fn get_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -65,7 +64,7 @@ pub async fn get_key(
 /// `GET /v1/namespaces/{ns}/kv`: a range, or one key given as `key`/`key_b64`.
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

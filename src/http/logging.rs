@@ -1,14 +1,12 @@
-//! Request logs: one span per request with a request id (`x-request-id`,
-//! taken from the client or generated, echoed on the response), the method
-//! and the path with `access_token` redacted; one line per response with
-//! status and latency. Secrets never reach the logs.
+//! Request logs: one span per request with its request id, the method and
+//! the path with `access_token` redacted; one line per response with status
+//! and latency. Secrets never reach the logs. (Used by `observe`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Response};
-use tower_http::request_id::{MakeRequestId, RequestId};
 use tracing::Span;
 
 use super::auth::ACCESS_TOKEN_PARAM;
@@ -27,10 +25,11 @@ impl Default for RequestIds {
     }
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+impl RequestIds {
+    /// The next id.
+    pub(super) fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix)).ok().map(RequestId::new)
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix)).unwrap_or(HeaderValue::from_static("-"))
     }
 }
 
@@ -48,18 +47,20 @@ pub fn redacted(uri: &axum::http::Uri) -> String {
 }
 
 /// The span of one request.
-pub fn span(request: &Request) -> Span {
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+pub fn span(request: &Request, id: &HeaderValue) -> Span {
+    let id = id.to_str().unwrap_or("-");
     tracing::info_span!("request", id, method = %request.method(), uri = %redacted(request.uri()))
 }
 
-/// Logs the response of a request (inside its span).
-pub fn on_response<B>(response: &Response<B>, latency: Duration, _: &Span) {
-    tracing::info!(
-        status = response.status().as_u16(),
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        "response"
-    );
+/// Logs the response of a request (call inside its span); server errors at warn.
+pub fn on_response<B>(response: &Response<B>, latency: Duration) {
+    let status = response.status().as_u16();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if response.status().is_server_error() {
+        tracing::warn!(status, latency_ms, "response");
+    } else {
+        tracing::info!(status, latency_ms, "response");
+    }
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ mod kv_request;
 mod limits;
 mod logging;
 mod namespaces;
+mod observe;
 mod page_cache;
 mod page_token;
 mod params;
 mod render;
 mod sse;
-mod timeout;
 mod watch;
 mod watch_request;
 
@@ -71,51 +71,48 @@ impl AppState {
     }
 }
 
-/// Every route of the API as (path template, handlers). The router is built
-/// from this list and a test checks it against `openapi/openapi.yaml`.
+/// Builds the handlers of one route.
+type Handlers = fn() -> MethodRouter<AppState>;
+
+/// Every route of the API: path template and a constructor of its handlers.
+/// The router is built from this table, metrics label requests with its
+/// templates, and a test checks it against `openapi/openapi.yaml`.
+const ROUTES: [(&str, Handlers); 8] = [
+    ("/healthz", || get(health::healthz)),
+    ("/readyz", || get(health::readyz)),
+    ("/openapi.yaml", || get(openapi)),
+    ("/metrics", || get(metrics)),
+    ("/v1/namespaces", || get(namespaces::list)),
+    ("/v1/namespaces/{ns}/kv", || get(kv::list)),
+    ("/v1/namespaces/{ns}/kv/{*key}", || get(kv::get_key)),
+    ("/v1/namespaces/{ns}/watch", || get(watch::watch)),
+];
+
+/// Every route of the API as (path template, handlers).
 pub fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
-    vec![
-        ("/healthz", get(health::healthz)),
-        ("/readyz", get(health::readyz)),
-        ("/openapi.yaml", get(openapi)),
-        ("/metrics", get(metrics)),
-        ("/v1/namespaces", get(namespaces::list)),
-        ("/v1/namespaces/{ns}/kv", get(kv::list)),
-        ("/v1/namespaces/{ns}/kv/{*key}", get(kv::get_key)),
-        ("/v1/namespaces/{ns}/watch", get(watch::watch)),
-    ]
+    ROUTES.iter().map(|(path, handlers)| (*path, handlers())).collect()
+}
+
+/// The `'static` template of a matched route path (for metric labels).
+pub(crate) fn route_template(matched: &str) -> &'static str {
+    ROUTES.iter().map(|(path, _)| *path).find(|path| *path == matched).unwrap_or("unmatched")
 }
 
 /// Builds the router with every route and layer.
 pub fn app(state: AppState) -> Router {
     let http = &state.config.http;
+    let observe = observe::Observe {
+        request_timeout: http.request_timeout.get(),
+        body_limit: http.body_limit.bytes(),
+        ids: logging::RequestIds::default(),
+        metrics: state.metrics.clone(),
+    };
     let cors = cors::layer(&http.cors_origins);
-    let request_timeout = http.request_timeout.get();
-    let body_limit = usize::try_from(http.body_limit.bytes()).unwrap_or(usize::MAX);
-    let authenticate = axum::middleware::from_fn_with_state(state.clone(), auth::authenticate);
-    let trace = tower_http::trace::TraceLayer::new_for_http()
-        .make_span_with(logging::span)
-        .on_request(())
-        .on_response(logging::on_response);
-    let record = axum::middleware::from_fn_with_state(state.metrics.clone(), record_request);
     routes()
         .into_iter()
-        .map(|(path, handlers)| {
-            // Health, readiness and the spec stay open; every /v1 route needs a token when tokens exist.
-            let handlers =
-                if path.starts_with("/v1/") { handlers.route_layer(authenticate.clone()) } else { handlers };
-            (path, handlers)
-        })
         .fold(Router::new(), |router, (path, handlers)| router.route(path, handlers))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(request_timeout, timeout::request_timeout))
-        .layer(record)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_limit))
-        // gzip for clients that ask; tower-http never compresses text/event-stream.
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
-        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-        .layer(trace)
-        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(logging::RequestIds::default()))
+        .layer(axum::middleware::from_fn_with_state(observe, observe::observe))
         .layer(tower::util::option_layer(cors))
         .with_state(state)
 }
@@ -131,22 +128,6 @@ async fn openapi() -> impl IntoResponse {
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render())
-}
-
-/// Counts every request by matched route (never the raw URL) and status.
-async fn record_request(
-    axum::extract::State(metrics): axum::extract::State<Arc<crate::metrics::Metrics>>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
-    response
 }
 
 async fn not_found(request: Request) -> ApiError {

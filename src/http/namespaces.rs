@@ -1,6 +1,5 @@
 //! `GET /v1/namespaces`: the namespaces and the state of their caches.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
@@ -10,7 +9,7 @@ use super::auth::Caller;
 
 /// Every namespace the caller may read, with its revisions, key count and
 /// freshness; the etcd prefix only without auth or to a `*` token.
-pub async fn list(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Json<Value> {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let items: Vec<Value> = state
         .namespaces
         .iter()

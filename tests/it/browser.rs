@@ -3,6 +3,7 @@
 //! receives changes made through etcd, survives a server-side stream close
 //! by reconnecting with `Last-Event-ID`, and reports what it saw.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,12 +15,15 @@ use serde_json::{Value, json};
 use crate::support::wait::wait_for;
 use crate::support::{Etcd, Gateway, free_port, wait_until};
 
-/// chromedriver, killed on drop.
+/// chromedriver in its own process group; the whole group (chromedriver
+/// and the Chromium processes it started) is killed on drop, also when the
+/// test fails before closing the browser.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
 }
@@ -57,6 +61,7 @@ async fn a_browser_eventsource_receives_changes_and_resumes_after_a_server_close
     let _driver = Driver(
         Command::new("chromedriver")
             .arg(format!("--port={driver_port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
