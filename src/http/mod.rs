@@ -32,9 +32,13 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::namespaces::Namespaces;
 
-/// What every handler may use; cheap to clone.
+/// What every handler may use. One `Arc`: axum clones the state for every
+/// request, and cloning a dozen shared handles showed up in profiles.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields of [`AppState`].
+pub struct Shared {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The namespaces and their caches.
@@ -49,6 +53,14 @@ pub struct AppState {
     pub tokens: auth::Tokens,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -67,7 +79,7 @@ impl AppState {
         let watch_limits = limits::WatchLimits::new(&config);
         let tokens = auth::Tokens::resolve(&config.tokens, env)?;
         let metrics = crate::metrics::Metrics::new(namespaces.clone());
-        Ok(Self { config, namespaces, shutdown, pages, watch_limits, tokens, metrics })
+        Ok(Self(Arc::new(Shared { config, namespaces, shutdown, pages, watch_limits, tokens, metrics })))
     }
 }
 
