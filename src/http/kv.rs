@@ -25,7 +25,7 @@ const FILTER_SCAN_PAGE: usize = 1000;
 
 /// The namespace segment and the rest of a `/v1/namespaces/{ns}/...` path,
 /// both still percent-encoded.
-fn split_path(path: &str) -> (&str, &str) {
+pub fn split_path(path: &str) -> (&str, &str) {
     let rest = path.strip_prefix("/v1/namespaces/").unwrap_or_default();
     rest.split_once('/').unwrap_or((rest, ""))
 }

@@ -66,13 +66,7 @@ impl Serialize for KvJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kv = self.kv;
         let mut map = s.serialize_map(None)?;
-        match std::str::from_utf8(&kv.key) {
-            Ok(key) => map.serialize_entry("key", key)?,
-            Err(_) => {
-                map.serialize_entry("key", &STANDARD.encode(&kv.key))?;
-                map.serialize_entry("key_encoding", "base64")?;
-            }
-        }
+        write_key(&mut map, &kv.key)?;
         if self.style.with_value {
             write_value(&mut map, &kv.value, self.style)?;
         }
@@ -81,6 +75,17 @@ impl Serialize for KvJson<'_> {
         map.serialize_entry("version", &kv.meta.version)?;
         map.serialize_entry("lease", &kv.meta.lease)?;
         map.end()
+    }
+}
+
+/// `"key"` as a string when it is UTF-8, else base64 with `"key_encoding":"base64"`.
+pub fn write_key<M: SerializeMap>(map: &mut M, key: &[u8]) -> Result<(), M::Error> {
+    match std::str::from_utf8(key) {
+        Ok(key) => map.serialize_entry("key", key),
+        Err(_) => {
+            map.serialize_entry("key", &STANDARD.encode(key))?;
+            map.serialize_entry("key_encoding", "base64")
+        }
     }
 }
 

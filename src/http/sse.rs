@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
-use super::render::{Encoding, KvJson, KvStyle};
+use super::render::{Encoding, KvJson, KvStyle, write_key};
 use crate::cache::{Entry, Event, EventKind, KeyRange, KeyValue, RENDER_SLOTS, Rendered, Revision};
 
 /// Frame chunks.
@@ -61,14 +61,7 @@ struct DeletedKv<'a>(&'a KeyValue);
 impl Serialize for DeletedKv<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        match std::str::from_utf8(&self.0.key) {
-            Ok(key) => map.serialize_entry("key", key)?,
-            Err(_) => {
-                use base64::Engine;
-                map.serialize_entry("key", &base64::engine::general_purpose::STANDARD.encode(&self.0.key))?;
-                map.serialize_entry("key_encoding", "base64")?;
-            }
-        }
+        write_key(&mut map, &self.0.key)?;
         map.serialize_entry("mod_revision", &self.0.meta.mod_revision)?;
         map.end()
     }

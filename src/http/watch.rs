@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::auth::Caller;
-use super::kv::namespace;
+use super::kv::{namespace, split_path};
 use super::limits::WatchPermit;
 use super::params::Params;
 use super::render::KvJson;
@@ -43,8 +43,7 @@ pub async fn watch(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let segment = uri.path().trim_start_matches("/v1/namespaces/").split('/').next().unwrap_or_default();
-    let ns = namespace(&state, segment, &caller)?;
+    let ns = namespace(&state, split_path(uri.path()).0, &caller)?;
     let default_progress = state.config.watch.progress_interval.get();
     let request = WatchRequest::parse(Params::parse(uri.query())?, &headers, default_progress)?;
     let cache = ns.cache.clone();
