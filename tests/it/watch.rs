@@ -170,7 +170,7 @@ async fn resume_with_since_or_last_event_id_misses_nothing() {
     let mut env = env_with(|_| {}).await;
     let r1 = env.put("app/a", "1").await;
     let r2 = env.put("app/b", "2").await;
-    let r3 = env.put("app/c", "3").await;
+    let r3 = env.put_seen("app/c", "3").await;
     let mut sse = SseClient::open(&env.watch_url(&format!("since={r1}"))).await;
     assert_eq!(sse.next().await.id, r2.to_string());
     assert_eq!(sse.next().await.id, r3.to_string());

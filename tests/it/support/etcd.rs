@@ -17,6 +17,9 @@ use super::{free_port, scratch_dir};
 /// How long an etcd process may take to start answering.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Starts of a single node on fresh ports before giving up.
+const START_ATTEMPTS: usize = 3;
+
 /// The etcd binary: `ETCD_BIN`, else `etcd` on `PATH`.
 pub fn etcd_bin() -> PathBuf {
     std::env::var_os("ETCD_BIN").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
@@ -76,11 +79,41 @@ impl Etcd {
     }
 
     /// Starts a single-node etcd and waits until it answers.
+    ///
+    /// A free port can be taken by another test between choosing and
+    /// binding it; if etcd exits at once, it is started again on new ports.
     pub async fn start_with(options: EtcdOptions) -> Self {
-        let mut etcd = Self::single(options);
-        etcd.spawn();
-        etcd.wait_ready().await;
-        etcd
+        for _ in 0..START_ATTEMPTS {
+            let mut etcd = Self::single(options.clone());
+            etcd.spawn();
+            if etcd.ready_or_exited().await {
+                return etcd;
+            }
+        }
+        panic!("etcd exited at start {START_ATTEMPTS} times in a row");
+    }
+
+    /// Waits until this member answers (true) or its process exits (false).
+    async fn ready_or_exited(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some()) {
+                self.child = None;
+                return false;
+            }
+            if let Ok(mut c) = connect(&self.endpoint(), self.options.tls.as_ref()).await {
+                if c.status().await.is_ok() {
+                    return true;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd {} did not answer within {START_TIMEOUT:?} (log: {})",
+                self.name,
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Prepares (does not start) a single node; its ports are chosen now so a
