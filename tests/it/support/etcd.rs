@@ -171,6 +171,8 @@ impl Etcd {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let log = File::options().create(true).append(true).open(&self.log).expect("open etcd log");
         let mut cmd = Command::new(etcd_bin());
+        // etcd reads every `ETCD_*` variable as a flag and warns about this one.
+        cmd.env_remove("ETCD_BIN");
         cmd.arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
