@@ -54,6 +54,12 @@ pub async fn filled_cache(n: usize, history_revisions: u64) -> WatchCache {
     let values = ValueStore::new(u64::MAX / 4, None);
     let cache =
         WatchCache::new(options, values, Arc::new(NoEtcd), Box::new(RevisionPolicy { history_revisions }));
+    fill(&cache, n).await;
+    cache
+}
+
+/// Loads `n` keys at revision `n` into `cache`, as a bootstrap would.
+pub async fn fill(cache: &WatchCache, n: usize) {
     let mut builder = cache.snapshot_builder(n as Revision + 1);
     for start in (0..n).step_by(1000) {
         let page: Vec<KeyValue> = (start..(start + 1000).min(n))
@@ -72,7 +78,6 @@ pub async fn filled_cache(n: usize, history_revisions: u64) -> WatchCache {
         builder.add(page).await;
     }
     builder.install(ResetReason::Relisted).await;
-    cache
 }
 
 /// A one-event batch updating key `i` at `revision`.

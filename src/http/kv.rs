@@ -108,7 +108,9 @@ async fn serve_get(
     }
     let style = KvStyle { encoding: request.encoding, with_value: true, select: None };
     let body = Body { revision: snapshot.revision(), kv: KvJson { kv: &kv, style } };
-    Ok(render::json(StatusCode::OK, headers, &body))
+    // Members and numbers, the key, and the value (escaped or base64: ~4/3).
+    let size_hint = 192 + kv.key.len() + kv.value.len() * 4 / 3;
+    Ok(render::json(StatusCode::OK, headers, &body, size_hint))
 }
 
 async fn serve_range(

@@ -29,7 +29,9 @@ impl RequestIds {
     /// The next id.
     pub(super) fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix)).unwrap_or(HeaderValue::from_static("-"))
+        // Hex digits, a dash and digits: always a valid header value.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(format!("{:08x}-{n}", self.prefix)))
+            .unwrap_or(HeaderValue::from_static("-"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! values are written as borrowed strings and JSON values as raw JSON, so a
 //! large range is not copied value by value before it is written.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -113,10 +113,12 @@ fn write_value<M: SerializeMap>(map: &mut M, value: &[u8], style: KvStyle<'_>) -
     }
 }
 
-/// Serializes `body` as the JSON response.
-pub fn json(status: StatusCode, headers: HeaderMap, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
+/// Serializes `body` as the JSON response; `size_hint` is the expected
+/// length (the buffer then grows once at most).
+pub fn json(status: StatusCode, headers: HeaderMap, body: &impl Serialize, size_hint: usize) -> Response {
+    let mut bytes = Vec::with_capacity(size_hint);
+    match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
             let mut response = (status, headers, bytes).into_response();
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
@@ -126,14 +128,18 @@ pub fn json(status: StatusCode, headers: HeaderMap, body: &impl Serialize) -> Re
 }
 
 /// Header names of cached answers.
-pub const X_ETCD_REVISION: &str = "x-etcd-revision";
+pub const X_ETCD_REVISION: HeaderName = HeaderName::from_static("x-etcd-revision");
 /// `fresh` or `stale`.
-pub const X_CACHE_STATUS: &str = "x-cache-status";
+pub const X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// Room for the headers of a cached answer: the cache headers, `Age`,
+/// `ETag`, `Content-Type`, and what the middleware adds.
+const ANSWER_HEADERS: usize = 8;
 
 /// `X-Etcd-Revision`, `X-Cache-Status` and, when stale, `Age` (seconds the
 /// namespace's watch has been down).
 pub fn cache_headers(snapshot: &Snapshot) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(ANSWER_HEADERS);
     headers.insert(X_ETCD_REVISION, HeaderValue::from(snapshot.revision()));
     let stale_for = snapshot.cache().status().stale_for().filter(|_| !snapshot.is_from_etcd());
     let status = if stale_for.is_some() { "stale" } else { "fresh" };
