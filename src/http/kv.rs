@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
@@ -38,42 +38,43 @@ pub fn namespace<'a>(
     segment: &str,
     caller: &Caller,
 ) -> Result<&'a Arc<Namespace>, ApiError> {
-    let name = percent_decode_str(segment).decode_utf8_lossy().into_owned();
+    let name = percent_decode_str(segment).decode_utf8_lossy();
     if !caller.may_read(&name) {
-        return Err(ApiError::Forbidden { namespace: name });
+        return Err(ApiError::Forbidden { namespace: name.into_owned() });
     }
-    state.namespaces.get(&name).ok_or(ApiError::NamespaceNotFound { namespace: name })
+    state.namespaces.get(&name).ok_or_else(|| ApiError::NamespaceNotFound { namespace: name.into_owned() })
 }
 
 /// `GET /v1/namespaces/{ns}/kv/{key}`: the key is the raw path remainder,
-/// percent-decoded to bytes (so non-UTF-8 keys work here too).
+/// percent-decoded to bytes (so non-UTF-8 keys work here too). Handlers
+/// take the request itself: the `Uri` and `HeaderMap` extractors clone.
 pub async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (uri, headers) = (request.uri(), request.headers());
     let (segment, rest) = split_path(uri.path());
     let ns = namespace(&state, segment, &caller)?;
     let key: Vec<u8> = percent_decode_str(rest.strip_prefix("kv/").unwrap_or_default()).collect();
     check_key_len("key", &key)?;
-    let request = GetRequest::parse(Bytes::from(key), Params::parse(uri.query())?)?;
-    serve_get(ns, request, &headers).await
+    let get = GetRequest::parse(Bytes::from(key), Params::parse(uri.query())?)?;
+    serve_get(ns, get, headers).await
 }
 
 /// `GET /v1/namespaces/{ns}/kv`: a range, or one key given as `key`/`key_b64`.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let (uri, headers) = (request.uri(), request.headers());
     let ns = namespace(&state, split_path(uri.path()).0, &caller)?;
     let mut params = Params::parse(uri.query())?;
     if let Some(key) = params.take_key("key")? {
-        return serve_get(ns, GetRequest::parse(key, params)?, &headers).await;
+        return serve_get(ns, GetRequest::parse(key, params)?, headers).await;
     }
-    serve_range(&state, ns, RangeRequest::parse(params)?, &headers).await
+    serve_range(&state, ns, RangeRequest::parse(params)?, headers).await
 }
 
 async fn serve_get(
