@@ -54,6 +54,7 @@ lua() { # lua FILE BODY: a wrk script POSTing BODY as JSON
   printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' "$2" >"$1"
 }
 b64() { printf '%s' "$1" | base64 -w0; }
+ratio() { awk -v a="$2" -v b="$3" -v what="$1" 'BEGIN {printf "%s: %.1fx\n", what, a / b}'; }
 
 # bench ETCD_BIN: a fresh etcd of that binary with the data, two gateways
 # on it, every case in alternating rounds; prints the table.
@@ -132,7 +133,6 @@ TOML
     medians[$case]=$m
     printf '%-15s rounds: %-36s median: %s\n' "$case" "${results[$case]}" "$m"
   done
-  ratio() { awk -v a="$2" -v b="$3" -v what="$1" 'BEGIN {printf "%s: %.1fx\n", what, a / b}'; }
   ratio "point GET, gateway / etcd JSON gateway" "${medians[gw_point]}" "${medians[etcd_point]}"
   ratio "100-key list, gateway / etcd JSON gateway" "${medians[gw_list]}" "${medians[etcd_list]}"
   ratio "100-key list without the page cache, gateway / etcd JSON gateway" "${medians[gw_list_nocache]}" "${medians[etcd_list]}"
