@@ -9,14 +9,11 @@ use etcd_cache_gateway::config::{CachePolicy, HumanDuration};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
 use crate::support::cache::{CacheHarness, Recorder, Seen, assert_equal_at, config_for};
+use crate::support::etcd::put;
 use crate::support::wait::wait_for;
 use crate::support::{Etcd, EtcdCluster, Proxy, wait_until};
 
 const CATCH_UP: Duration = Duration::from_secs(20);
-
-async fn put(client: &mut etcd_client::Client, key: &str, value: &str) -> i64 {
-    client.put(key, value, None).await.expect("put").header().expect("header").revision()
-}
 
 #[tokio::test]
 async fn bootstrap_of_20000_keys_in_pages_equals_etcd() {
@@ -212,6 +209,12 @@ async fn consistent_read_sees_a_write_made_just_before() {
     assert!(snapshot.revision() >= revision);
 }
 
+/// Key `k` at head, read from the cache (through etcd when evicted).
+async fn read_k(h: &CacheHarness) -> etcd_cache_gateway::cache::KeyValue {
+    let snapshot = h.cache.snapshot(At::Head).await.unwrap();
+    snapshot.get(&bytes::Bytes::from_static(b"k")).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn ttl_policy_reloads_evicted_values_from_etcd() {
     let etcd = Etcd::start().await;
@@ -233,15 +236,7 @@ async fn ttl_policy_reloads_evicted_values_from_etcd() {
     .await;
     let stats = h.cache.value_stats();
     let loads_before = stats.read_throughs.load(std::sync::atomic::Ordering::Relaxed);
-    let kv = h
-        .cache
-        .snapshot(At::Head)
-        .await
-        .unwrap()
-        .get(&bytes::Bytes::from_static(b"k"))
-        .await
-        .unwrap()
-        .unwrap();
+    let kv = read_k(&h).await;
     assert_eq!(kv.value, "the value");
     assert_eq!(kv.meta.mod_revision, revision);
     assert_eq!(
@@ -249,15 +244,7 @@ async fn ttl_policy_reloads_evicted_values_from_etcd() {
         loads_before + 1,
         "read through etcd"
     );
-    let again = h
-        .cache
-        .snapshot(At::Head)
-        .await
-        .unwrap()
-        .get(&bytes::Bytes::from_static(b"k"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = read_k(&h).await;
     assert_eq!(again.value, "the value");
     assert_eq!(
         stats.read_throughs.load(std::sync::atomic::Ordering::Relaxed),

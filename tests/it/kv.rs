@@ -28,8 +28,8 @@ async fn env_with(tweak: impl FnOnce(&mut etcd_cache_gateway::config::Config)) -
 }
 
 impl Env {
-    async fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> i64 {
-        self.client.put(key, value, None).await.unwrap().header().unwrap().revision()
+    async fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> i64 {
+        crate::support::etcd::put(&mut self.client, key, value).await
     }
 
     /// GETs a path, after the cache has reached `revision` (read-your-writes).

@@ -8,6 +8,7 @@ use etcd_client::{Txn, TxnOp};
 use serde_json::Value;
 
 use crate::support::cache::etcd_rows;
+use crate::support::etcd::put;
 use crate::support::http::get;
 use crate::support::{Etcd, Gateway};
 
@@ -18,10 +19,6 @@ async fn start(history_revisions: u64) -> (Etcd, Gateway, etcd_client::Client) {
     let gw = Gateway::start_ready(config).await;
     let client = etcd.client().await;
     (etcd, gw, client)
-}
-
-async fn put(client: &mut etcd_client::Client, key: &str, value: &str) -> i64 {
-    client.put(key, value, None).await.unwrap().header().unwrap().revision()
 }
 
 #[tokio::test]

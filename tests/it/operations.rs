@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::etcd::put;
 use crate::support::http::get;
 use crate::support::sse::SseClient;
 use crate::support::{Etcd, EtcdOptions, Gateway, free_port, wait_until};
@@ -123,16 +124,7 @@ async fn a_stream_resumes_on_another_replica_without_loss() {
     let mut last_id = sse.next().await.id;
     let mut written = Vec::new();
     for i in 0..10 {
-        written.push(
-            client
-                .put(format!("app/k{i}"), "v", None)
-                .await
-                .unwrap()
-                .header()
-                .unwrap()
-                .revision()
-                .to_string(),
-        );
+        written.push(put(&mut client, format!("app/k{i}"), "v").await.to_string());
     }
     let mut received = Vec::new();
     while received.len() < 5 {
@@ -143,16 +135,7 @@ async fn a_stream_resumes_on_another_replica_without_loss() {
     drop(sse);
     one.shutdown().await;
     for i in 10..15 {
-        written.push(
-            client
-                .put(format!("app/k{i}"), "v", None)
-                .await
-                .unwrap()
-                .header()
-                .unwrap()
-                .revision()
-                .to_string(),
-        );
+        written.push(put(&mut client, format!("app/k{i}"), "v").await.to_string());
     }
     let mut sse =
         SseClient::open_with(&two.url("/v1/namespaces/app/watch"), &[("last-event-id", &last_id)]).await;

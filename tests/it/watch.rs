@@ -27,7 +27,7 @@ async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
 
 impl Env {
     async fn put(&mut self, key: &str, value: &str) -> i64 {
-        self.client.put(key, value, None).await.unwrap().header().unwrap().revision()
+        crate::support::etcd::put(&mut self.client, key, value).await
     }
 
     /// Puts, then waits until the gateway's cache has the revision, so a

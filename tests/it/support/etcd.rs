@@ -20,6 +20,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Starts of a single node on fresh ports before giving up.
 const START_ATTEMPTS: usize = 3;
 
+/// Puts `key` directly in etcd; the revision of the write.
+pub async fn put(client: &mut Client, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> i64 {
+    let (key, value) = (key.as_ref().to_vec(), value.as_ref().to_vec());
+    client.put(key, value, None).await.expect("put").header().expect("header").revision()
+}
+
 /// The etcd binary: `ETCD_BIN`, else `etcd` on `PATH`.
 pub fn etcd_bin() -> PathBuf {
     std::env::var_os("ETCD_BIN").map_or_else(|| PathBuf::from("etcd"), PathBuf::from)
