@@ -54,12 +54,15 @@ pub fn span(request: &Request, id: &HeaderValue) -> Span {
     tracing::info_span!("request", id, method = %request.method(), uri = %redacted(request.uri()))
 }
 
-/// Logs the response of a request (call inside its span); server errors at warn.
-pub fn on_response<B>(response: &Response<B>, latency: Duration) {
+/// Logs the response of a request (call inside its span); server errors at
+/// warn, naming the route and request id themselves: at a `warn` filter there
+/// is no request span to carry them.
+pub fn on_response<B>(response: &Response<B>, latency: Duration, route: &str, id: &HeaderValue) {
     let status = response.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1000.0;
     if response.status().is_server_error() {
-        tracing::warn!(status, latency_ms, "response");
+        let id = id.to_str().unwrap_or("-");
+        tracing::warn!(status, latency_ms, route, id, "response");
     } else {
         tracing::info!(status, latency_ms, "response");
     }
@@ -68,6 +71,40 @@ pub fn on_response<B>(response: &Response<B>, latency: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_errors_name_their_route_and_request_id_without_a_span() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let id = HeaderValue::from_static("abc-1");
+        tracing::subscriber::with_default(subscriber, || {
+            let ok = Response::builder().status(200).body(()).unwrap();
+            on_response(&ok, Duration::from_millis(1), "/healthz", &id);
+            let failed = Response::builder().status(503).body(()).unwrap();
+            on_response(&failed, Duration::from_millis(1), "/v1/namespaces/{ns}/watch", &id);
+        });
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logged.lines().count(), 1, "{logged}");
+        assert!(logged.contains("status=503"), "{logged}");
+        assert!(logged.contains("route=\"/v1/namespaces/{ns}/watch\""), "{logged}");
+        assert!(logged.contains("id=\"abc-1\""), "{logged}");
+    }
 
     #[test]
     fn access_tokens_are_redacted() {

@@ -71,7 +71,7 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     };
     let latency = started.elapsed();
     observe.metrics.observe_request(route, response.status().as_u16(), latency);
-    span.in_scope(|| logging::on_response(&response, latency));
+    span.in_scope(|| logging::on_response(&response, latency, route, &id));
     response.headers_mut().insert(X_REQUEST_ID, id);
     response
 }
