@@ -1,7 +1,9 @@
-# Multi-stage build: compile with the Rust image (plus protoc for etcd-client),
+# Multi-stage build: compile with the Rust image (plus protoc and the protobuf
+# well-known types, libprotobuf-dev, for etcd-client: a recommend of
+# protobuf-compiler, so --no-install-recommends would leave them out),
 # run on a slim Debian as a non-root user.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler \
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./

@@ -3,16 +3,25 @@
 # helpers (free ports, a throwaway etcd).
 # Debian packages: etcd-server (the etcd binary tests and the demo run),
 # etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
-# (protoc, needed to build etcd-client). test.sh adds chromium and
-# chromium-driver for the browser test; bench.sh adds wrk.
+# (protoc) and libprotobuf-dev (the well-known types such as
+# google/protobuf/descriptor.proto), both needed to build etcd-client.
+# Packages are installed without their recommends, so every package needed
+# is named here: libprotobuf-dev is only a recommend of protobuf-compiler.
+# test.sh adds chromium and chromium-driver for the browser test; bench.sh
+# adds wrk.
 
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
-# ensure_tools CMD:PACKAGE ... installs PACKAGE when CMD is missing.
+# ensure_tools WHAT:PACKAGE ... installs PACKAGE when WHAT is missing. WHAT
+# is a command, or an absolute path to a file the package installs.
 ensure_tools() {
-  local missing=() pair
+  local missing=() pair what
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    what="${pair%%:*}"
+    case "$what" in
+      /*) [ -e "$what" ] || missing+=("${pair#*:}") ;;
+      *) command -v "$what" >/dev/null 2>&1 || missing+=("${pair#*:}") ;;
+    esac
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -31,8 +40,27 @@ ensure_tools() {
 DEBIAN_ETCD=/usr/bin/etcd
 
 ensure_build_tools() {
-  ensure_tools "$DEBIAN_ETCD":etcd-server etcdctl:etcd-client protoc:protobuf-compiler
+  ensure_tools "$DEBIAN_ETCD":etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
+    /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
+  check_protoc
+}
+
+# check_protoc: fails early, with the fix, unless protoc can compile a file
+# importing the well-known types the way etcd-client's build script does
+# (otherwise that build panics deep inside cargo with "File not found").
+check_protoc() {
+  local dir out
+  dir=$(mktemp -d)
+  printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\nmessage Probe { google.protobuf.FileDescriptorProto f = 1; }\n' >"$dir/probe.proto"
+  if ! out=$(protoc --proto_path="$dir" --descriptor_set_out=/dev/null "$dir/probe.proto" 2>&1); then
+    rm -rf "$dir"
+    echo "protoc cannot compile a file importing google/protobuf/descriptor.proto:" >&2
+    echo "  $out" >&2
+    echo "install Debian's libprotobuf-dev (apt-get install libprotobuf-dev), or set PROTOC_INCLUDE" >&2
+    return 1
+  fi
+  rm -rf "$dir"
 }
 
 # free_port: a free loopback TCP port.
