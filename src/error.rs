@@ -3,7 +3,21 @@
 //! Modules return small error enums with facts; handlers convert them into an
 //! `ApiError`, which renders RFC 9457 `application/problem+json` with a stable
 //! snake_case `code` (the codes are listed in API.md). Causes are logged here,
-//! never sent to the client.
+//! never sent to the client: etcd's own messages go to the log in full, the
+//! client gets a sentence of ours.
+//!
+//! How each kind of etcd failure answers:
+//!
+//! | etcd failure | HTTP | `code` |
+//! |---|---|---|
+//! | unavailable (down, no leader, too many requests, connection reset) | 503 + `Retry-After` | `etcd_unavailable` |
+//! | timeout (deadline exceeded) | 503 + `Retry-After` | `etcd_unavailable` |
+//! | the gateway's credentials refused (permission denied, authentication) | 502 | `upstream_error` |
+//! | invalid argument | 400 | `bad_request` |
+//! | request or answer too large | 413 | `too_large` |
+//! | revision compacted | 410 | `compacted` |
+//! | revision in the future | 400 | `future_revision` |
+//! | anything else (internal error) | 502 | `upstream_error` |
 
 use std::time::Duration;
 
@@ -12,11 +26,38 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cache::ReadError;
-use crate::etcd::EtcdError;
+use crate::cache::{ReadError, UpstreamError};
+
+/// When a client should retry after etcd was unavailable: about what the
+/// reflector's first reconnect attempts take.
+pub const ETCD_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every `code` a problem can carry (the OpenAPI document lists exactly these).
+pub const CODES: &[&str] = &[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "namespace_not_found",
+    "key_not_found",
+    "compacted",
+    "future_revision",
+    "page_token_expired",
+    "timeout",
+    "etcd_unavailable",
+    "upstream_error",
+    "too_large",
+    "too_many_watchers",
+    "not_ready",
+    SHUTDOWN_CODE,
+    "internal",
+];
+
+/// The code of the `error` event that ends streams when the gateway stops.
+pub const SHUTDOWN_CODE: &str = "shutdown";
 
 /// Everything that can go wrong in a request, as the client should learn it.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +103,14 @@ pub enum ApiError {
         /// The oldest revision still available.
         compact_revision: i64,
     },
+    /// etcd said a revision was compacted where the gateway does not know
+    /// which (no read path does this; kept so no compaction is ever a 5xx).
+    #[error("the revision asked for has been compacted in etcd; read the current state and start from it")]
+    EtcdCompacted,
+    /// etcd said a revision is in its future where the gateway does not know
+    /// which (as [`ApiError::EtcdCompacted`]).
+    #[error("the revision asked for is in the future: etcd has not reached it")]
+    EtcdFutureRevision,
     /// The revision asked for is newer than etcd's.
     #[error("revision {revision} is in the future; etcd is at {etcd_revision}")]
     FutureRevision {
@@ -82,10 +131,24 @@ pub enum ApiError {
         /// What was waited for.
         detail: String,
     },
-    /// etcd could not be reached for a request that needs it.
-    #[error("etcd is unavailable: {detail}")]
+    /// etcd could not be reached (or did not answer in time) for a request
+    /// that needs it.
+    #[error("{detail}")]
     EtcdUnavailable {
-        /// What failed (no internals).
+        /// What failed, in our words (etcd's message is logged only).
+        detail: &'static str,
+    },
+    /// etcd refused the gateway's own request (its credentials lack
+    /// permission, or etcd failed internally): the gateway's operator must act.
+    #[error("{detail}")]
+    Upstream {
+        /// What failed, in our words (etcd's message is logged only).
+        detail: &'static str,
+    },
+    /// The request or its answer exceeds a size limit.
+    #[error("{detail}")]
+    TooLarge {
+        /// Which limit, and what to do.
         detail: String,
     },
     /// A watch subscriber limit is reached.
@@ -156,14 +219,18 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } | Self::FutureRevision { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::FutureRevision { .. } | Self::EtcdFutureRevision => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RouteNotFound { .. } | Self::NamespaceNotFound { .. } | Self::KeyNotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
-            Self::Compacted { .. } | Self::PageTokenExpired { .. } => StatusCode::GONE,
+            Self::Compacted { .. } | Self::EtcdCompacted | Self::PageTokenExpired { .. } => StatusCode::GONE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::EtcdUnavailable { .. } | Self::TooManyWatchers { .. } | Self::NotReady { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -180,11 +247,13 @@ impl ApiError {
             Self::RouteNotFound { .. } => ("not_found", "Not found"),
             Self::NamespaceNotFound { .. } => ("namespace_not_found", "Namespace not found"),
             Self::KeyNotFound { .. } => ("key_not_found", "Key not found"),
-            Self::Compacted { .. } => ("compacted", "Revision compacted"),
-            Self::FutureRevision { .. } => ("future_revision", "Future revision"),
+            Self::Compacted { .. } | Self::EtcdCompacted => ("compacted", "Revision compacted"),
+            Self::FutureRevision { .. } | Self::EtcdFutureRevision => ("future_revision", "Future revision"),
             Self::PageTokenExpired { .. } => ("page_token_expired", "Page token expired"),
             Self::Timeout { .. } => ("timeout", "Timeout"),
             Self::EtcdUnavailable { .. } => ("etcd_unavailable", "etcd unavailable"),
+            Self::Upstream { .. } => ("upstream_error", "etcd refused the gateway's request"),
+            Self::TooLarge { .. } => ("too_large", "Too large"),
             Self::TooManyWatchers { .. } => ("too_many_watchers", "Too many watchers"),
             Self::NotReady { .. } => ("not_ready", "Not ready"),
             Self::Internal(_) => ("internal", "Internal error"),
@@ -219,6 +288,9 @@ impl IntoResponse for ApiError {
             Self::TooManyWatchers { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
+            Self::EtcdUnavailable { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(ETCD_RETRY_AFTER.as_secs()));
+            }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
@@ -243,15 +315,45 @@ impl From<ReadError> for ApiError {
                     "the cache did not reach revision {revision} within {waited:?} (it is at {head})"
                 ),
             },
-            ReadError::Etcd(e) => Self::from(e),
+            ReadError::WatchDown => Self::EtcdUnavailable {
+                detail: "the namespace's etcd watch is down, so a consistent read cannot be served; \
+                         reads without consistent=true are served from the cache (X-Cache-Status: stale)",
+            },
+            ReadError::Upstream(e) => Self::from(e),
         }
     }
 }
 
-impl From<EtcdError> for ApiError {
-    fn from(e: EtcdError) -> Self {
+impl From<UpstreamError> for ApiError {
+    /// Logs etcd's message in full (the client never sees it) and answers
+    /// with the row of the table in the module documentation.
+    fn from(e: UpstreamError) -> Self {
         tracing::warn!(error = %e, "etcd request failed");
-        Self::EtcdUnavailable { detail: e.to_string() }
+        match e {
+            UpstreamError::Compacted { .. } => Self::EtcdCompacted,
+            UpstreamError::FutureRevision { .. } => Self::EtcdFutureRevision,
+            UpstreamError::Unavailable { .. } => {
+                Self::EtcdUnavailable { detail: "etcd is unavailable; the gateway keeps trying, retry later" }
+            }
+            UpstreamError::Timeout { .. } => Self::EtcdUnavailable {
+                detail: "etcd did not answer in time (etcd.request_timeout); retry later",
+            },
+            UpstreamError::Denied { .. } => Self::Upstream {
+                detail: "etcd refused the gateway's credentials for this read; the gateway's etcd user \
+                         needs read permission on the namespace's prefix (see the gateway's log)",
+            },
+            UpstreamError::InvalidArgument { .. } => {
+                Self::bad_request("etcd rejected the request as invalid (see the gateway's log)")
+            }
+            UpstreamError::TooLarge { .. } => Self::TooLarge {
+                detail: "etcd's answer exceeds etcd.max_message_bytes: ask for fewer keys (limit) or raise \
+                         etcd.max_message_bytes"
+                    .into(),
+            },
+            UpstreamError::Failed { .. } => {
+                Self::Upstream { detail: "etcd failed the gateway's request (see the gateway's log)" }
+            }
+        }
     }
 }
 
@@ -276,5 +378,71 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    /// etcd's text, which must never reach a client.
+    const ETCD_TEXT: &str = "etcdserver: secret internals at 10.0.0.7";
+
+    async fn answer(e: UpstreamError) -> (u16, String, Option<String>, String) {
+        let response = ApiError::from(e).into_response();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let code = serde_json::from_str::<Value>(&body).unwrap()["code"].as_str().unwrap().to_owned();
+        (status, code, retry_after, body)
+    }
+
+    #[tokio::test]
+    async fn each_etcd_failure_kind_answers_its_row_and_never_etcds_text() {
+        let m = || ETCD_TEXT.to_owned();
+        let rows = [
+            (UpstreamError::Unavailable { message: m() }, 503, "etcd_unavailable", Some("2")),
+            (UpstreamError::Timeout { message: m() }, 503, "etcd_unavailable", Some("2")),
+            (UpstreamError::Denied { message: m() }, 502, "upstream_error", None),
+            (UpstreamError::InvalidArgument { message: m() }, 400, "bad_request", None),
+            (UpstreamError::TooLarge { message: m() }, 413, "too_large", None),
+            (UpstreamError::Compacted { message: m() }, 410, "compacted", None),
+            (UpstreamError::FutureRevision { message: m() }, 400, "future_revision", None),
+            (UpstreamError::Failed { message: m() }, 502, "upstream_error", None),
+        ];
+        for (error, status, code, retry_after) in rows {
+            let kind = format!("{error:?}");
+            let (got_status, got_code, got_retry, body) = answer(error).await;
+            assert_eq!(
+                (got_status, got_code.as_str(), got_retry.as_deref()),
+                (status, code, retry_after),
+                "{kind}"
+            );
+            assert!(!body.contains("secret internals"), "{kind}: {body}");
+            assert!(CODES.contains(&code));
+        }
+    }
+
+    #[test]
+    fn every_code_answered_is_listed() {
+        let errors = [
+            ApiError::bad_request("x"),
+            ApiError::Unauthorized,
+            ApiError::Forbidden { namespace: "n".into() },
+            ApiError::RouteNotFound { path: "/".into() },
+            ApiError::NamespaceNotFound { namespace: "n".into() },
+            ApiError::KeyNotFound { revision: 1 },
+            ApiError::Compacted { revision: 1, compact_revision: 2 },
+            ApiError::EtcdCompacted,
+            ApiError::FutureRevision { revision: 2, etcd_revision: 1 },
+            ApiError::EtcdFutureRevision,
+            ApiError::PageTokenExpired { revision: 1 },
+            ApiError::Timeout { detail: "x".into() },
+            ApiError::EtcdUnavailable { detail: "x" },
+            ApiError::Upstream { detail: "x" },
+            ApiError::TooLarge { detail: "x".into() },
+            ApiError::TooManyWatchers { detail: "x".into(), retry_after: Duration::from_secs(1) },
+            ApiError::NotReady { namespaces: Value::Null },
+            ApiError::Internal("x".into()),
+        ];
+        for e in errors {
+            assert!(CODES.contains(&e.problem().code), "{e:?}");
+        }
     }
 }

@@ -7,10 +7,12 @@
 //! The binary only wires: it loads the [`config::Config`], installs tracing and
 //! calls [`run`]. Tests call the same [`run`] (or [`app`]) on port 0.
 
+pub mod api;
 pub mod cache;
 pub mod config;
 pub mod error;
 pub mod etcd;
+pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod namespaces;
@@ -24,10 +26,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use http::{AppState, app};
+use axum::Router;
+pub use http::AppState;
 
 use config::Config;
-use etcd::{EtcdClient, EtcdError};
+use etcd::{EtcdClient, SetupError};
 use namespaces::Namespaces;
 
 /// Why the gateway stopped other than by a clean shutdown.
@@ -35,13 +38,28 @@ use namespaces::Namespaces;
 pub enum RunError {
     /// The etcd client could not be set up (bad TLS files, failed authentication).
     #[error("etcd client setup failed: {0}")]
-    Etcd(#[from] EtcdError),
+    Etcd(#[from] SetupError),
     /// A token's secret could not be resolved.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
+}
+
+/// The whole HTTP application: the operational routes and every API
+/// surface, in the shared middleware.
+pub fn app(state: AppState) -> Router {
+    let routes =
+        http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    http::finish(routes, &state, route_templates())
+}
+
+/// The path template of every route the gateway serves (the OpenAPI
+/// document lists exactly these).
+pub fn route_templates() -> Vec<&'static str> {
+    let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains

@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::cache::WatchRestart;
 use crate::namespaces::Namespaces;
 
 /// Label pairs of one series.
@@ -211,9 +212,9 @@ impl Collector for CacheCollector {
             ),
             (
                 "fresh",
-                "1 while the namespace's etcd watch is up, 0 while answers are stale",
+                "1 while the namespace's etcd watch is up and no re-list runs, 0 while answers are stale",
                 false,
-                per_ns(&|ns| i64::from(ns.cache.status().is_connected())),
+                per_ns(&|ns| i64::from(ns.cache.status().is_fresh())),
             ),
             (
                 "stale_seconds",
@@ -240,22 +241,42 @@ impl Collector for CacheCollector {
                 per_ns(&|ns| count(&ns.cache.value_stats().read_throughs)),
             ),
             (
-                "reflector_reconnects",
-                "Times the etcd watch was re-established after a failure",
+                "watch_restarts",
+                "Times the namespace's etcd watch was re-established, by reason: error (the stream \
+                 failed), closed (etcd ended it), silent (the watchdog found it silent), compacted and \
+                 inconsistent (both re-list)",
                 true,
-                per_ns(&|ns| count(&ns.cache.status().reconnects)),
+                self.namespaces
+                    .iter()
+                    .flat_map(|ns| {
+                        WatchRestart::ALL.into_iter().map(|reason| {
+                            let mut labels = namespace_labels(&ns.config.name);
+                            labels.push(("reason", reason.as_str().to_owned()));
+                            let n = ns.cache.status().restarts(reason);
+                            (labels, i64::try_from(n).unwrap_or(i64::MAX))
+                        })
+                    })
+                    .collect(),
+            ),
+            (
+                "watch_silence_seconds",
+                "Seconds since the namespace's etcd watch last delivered anything (an event or a \
+                 progress notification); the watchdog re-creates it after etcd.watch_silence_timeout",
+                false,
+                per_ns(&|ns| i64::try_from(ns.cache.status().silent_for().as_secs()).unwrap_or(i64::MAX)),
+            ),
+            (
+                "relisting",
+                "1 while the namespace re-lists (after a compaction or a broken feed): answers are the \
+                 previous state, marked stale",
+                false,
+                per_ns(&|ns| i64::from(ns.cache.status().is_relisting())),
             ),
             (
                 "relists",
                 "Full loads of the namespace (the first included)",
                 true,
                 per_ns(&|ns| count(&ns.cache.status().relists)),
-            ),
-            (
-                "compactions",
-                "etcd compactions that cancelled the watch",
-                true,
-                per_ns(&|ns| count(&ns.cache.status().compactions)),
             ),
             (
                 "consistent_read_waits",

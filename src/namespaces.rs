@@ -1,4 +1,6 @@
-//! The configured namespaces, each with its own watch cache and reflector.
+//! The configured namespaces, each with its own watch cache, fan-out memo
+//! and reflector: the wiring between the configuration, the cache core, the
+//! etcd layer and the surfaces.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,9 +8,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cache::{CacheOptions, NamespaceStatus, ValueStore, WatchCache, policy};
-use crate::config::{Config, NamespaceConfig};
+use crate::cache::{
+    CacheOptions, EvictionPolicy, NamespaceStatus, RevisionPolicy, TtlPolicy, ValueStore, WatchCache,
+};
+use crate::config::{CacheConfig, CachePolicy, Config, NamespaceConfig};
 use crate::etcd::{EtcdClient, EtcdLoader, Prefix, Reflector};
+use crate::fanout::FrameMemo;
 
 /// Interval of the value store's maintenance (expiry, eviction bookkeeping):
 /// moka has no thread of its own, and request paths should not pay for it.
@@ -21,6 +26,18 @@ pub struct Namespace {
     pub config: NamespaceConfig,
     /// The namespace's watch cache.
     pub cache: WatchCache,
+    /// Renderings of its recent batches, shared by every stream.
+    pub frames: FrameMemo,
+}
+
+/// The eviction policy the configuration asks for.
+pub fn policy(config: &CacheConfig) -> Box<dyn EvictionPolicy> {
+    match config.policy {
+        CachePolicy::Revision => Box::new(RevisionPolicy { history_revisions: config.history_revisions }),
+        CachePolicy::Ttl => {
+            Box::new(TtlPolicy { ttl: config.ttl.map_or(Duration::from_secs(300), |t| t.get()) })
+        }
+    }
 }
 
 /// Every configured namespace, in configuration order.
@@ -40,7 +57,7 @@ impl Namespaces {
     /// Builds one (not yet loaded) cache per namespace, sharing one value store.
     pub fn new(config: &Config, client: &EtcdClient) -> Self {
         let policy_config = &config.cache;
-        let probe = policy::from_config(policy_config);
+        let probe = policy(policy_config);
         let values = ValueStore::new(policy_config.max_value_bytes.bytes(), probe.value_idle_timeout());
         let list = config
             .namespaces
@@ -54,13 +71,8 @@ impl Namespaces {
                     wait_timeout: policy_config.wait_timeout.get(),
                 };
                 let loader = EtcdLoader::new(client.clone(), Prefix::new(ns.prefix.clone()));
-                let cache = WatchCache::new(
-                    options,
-                    values.clone(),
-                    Arc::new(loader),
-                    policy::from_config(policy_config),
-                );
-                Arc::new(Namespace { config: ns.clone(), cache })
+                let cache = WatchCache::new(options, values.clone(), Arc::new(loader), policy(policy_config));
+                Arc::new(Namespace { config: ns.clone(), cache, frames: FrameMemo::default() })
             })
             .collect();
         Self { list, values }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use etcd_cache_gateway::cache::UpstreamError;
 use etcd_cache_gateway::cache::{
     CacheOptions, Event, EventKind, KeyValue, LoadRequest, Loaded, Meta, ResetReason, Revision,
     RevisionBatch, RevisionPolicy, ValueLoader, ValueStore, WatchCache,
 };
-use etcd_cache_gateway::etcd::EtcdError;
 use futures_util::future::BoxFuture;
 
 /// Value size of the benchmarks (the "100-byte values").
@@ -21,12 +21,12 @@ pub const VALUE_BYTES: usize = 100;
 struct NoEtcd;
 
 impl ValueLoader for NoEtcd {
-    fn load(&self, _: LoadRequest) -> BoxFuture<'_, Result<Loaded, EtcdError>> {
-        Box::pin(async { Err(EtcdError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    fn load(&self, _: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
+        Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
     }
 
-    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, EtcdError>> {
-        Box::pin(async { Err(EtcdError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
+        Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
     }
 }
 

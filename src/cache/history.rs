@@ -3,7 +3,7 @@
 //! and watch replay. Persistent (structurally shared) so a published view is
 //! an O(1) clone and readers never block the writer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -39,26 +39,10 @@ pub struct Entry {
     pub superseded: Box<[(Bytes, Revision)]>,
     /// When the entry was applied (for time-based policies).
     pub applied_at: Instant,
-    /// Renderings of the events memoized by consumers (the SSE layer encodes
-    /// each batch once per output shape; every subscriber shares the bytes).
-    pub rendered: [OnceLock<Rendered>; RENDER_SLOTS],
-}
-
-/// Number of memoized renderings per entry (one per output shape).
-pub const RENDER_SLOTS: usize = 8;
-
-/// One memoized rendering of an entry's events: each event on its own, and
-/// the whole batch, as bytes.
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    /// Each event, in order.
-    pub events: Box<[Bytes]>,
-    /// All events together.
-    pub all: Bytes,
 }
 
 impl Entry {
-    /// A new entry (nothing rendered yet).
+    /// A new entry.
     pub fn new(
         revision: Revision,
         kind: EntryKind,
@@ -66,23 +50,7 @@ impl Entry {
         index: Index,
         superseded: Box<[(Bytes, Revision)]>,
     ) -> Self {
-        Self {
-            revision,
-            kind,
-            events,
-            index,
-            superseded,
-            applied_at: Instant::now(),
-            rendered: Default::default(),
-        }
-    }
-
-    /// The rendering in `slot`, made by `render` the first time.
-    ///
-    /// # Panics
-    /// If `slot >= RENDER_SLOTS`.
-    pub fn rendered(&self, slot: usize, render: impl FnOnce(&[Event]) -> Rendered) -> &Rendered {
-        self.rendered[slot].get_or_init(|| render(&self.events))
+        Self { revision, kind, events, index, superseded, applied_at: Instant::now() }
     }
 }
 

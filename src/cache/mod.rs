@@ -3,27 +3,34 @@
 //! reflector) and read by any number of requests and subscribers.
 //!
 //! I/O-free apart from the [`ValueLoader`] trait, so the whole core is tested
-//! against a model without etcd. See DESIGN.md, "The cache".
+//! against a model without etcd. It imports nothing above it: the etcd layer
+//! feeds it its own types ([`RevisionBatch`], [`UpstreamError`]) and the
+//! surfaces read it through snapshots and the fan-out. See DESIGN.md, "The
+//! cache".
 
+mod error;
 mod history;
 pub mod policy;
 mod read;
 mod snapshot;
 mod status;
-mod subscription;
 mod types;
+mod upstream;
 mod values;
 mod watch_cache;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
-pub use history::{Entry, EntryKind, History, Index, RENDER_SLOTS, Rendered};
+pub use error::ReadError;
+pub use history::{Entry, EntryKind, History, Index};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
-pub use read::{At, ReadError};
+pub use read::At;
 pub use snapshot::{Page, Snapshot};
-pub use status::{NamespaceStatus, Status};
-pub use subscription::{Subscription, Update};
+pub use status::{NamespaceStatus, Status, WatchRestart};
 pub use types::{Event, EventKind, KeyRange, KeyValue, Meta, Revision, RevisionBatch, prefix_end, successor};
+pub use upstream::UpstreamError;
 pub use values::{ENTRY_OVERHEAD_BYTES, LoadRequest, Loaded, ValueKey, ValueLoader, ValueStats, ValueStore};
 pub use watch_cache::{ApplyError, CacheOptions, ResetMark, ResetReason, SnapshotBuilder, View, WatchCache};

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use super::history::History;
 use super::types::Revision;
-use crate::config::{CacheConfig, CachePolicy};
 
 /// How long history and values are kept.
 pub trait EvictionPolicy: Send + Sync + Debug {
@@ -71,15 +70,5 @@ impl EvictionPolicy for TtlPolicy {
 
     fn value_idle_timeout(&self) -> Option<Duration> {
         Some(self.ttl)
-    }
-}
-
-/// The policy the configuration asks for.
-pub fn from_config(config: &CacheConfig) -> Box<dyn EvictionPolicy> {
-    match config.policy {
-        CachePolicy::Revision => Box::new(RevisionPolicy { history_revisions: config.history_revisions }),
-        CachePolicy::Ttl => {
-            Box::new(TtlPolicy { ttl: config.ttl.map_or(Duration::from_secs(300), |t| t.get()) })
-        }
     }
 }

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::error::ReadError;
 use super::history::Index;
 use super::snapshot::Snapshot;
 use super::types::Revision;
 use super::watch_cache::{View, WatchCache};
-use crate::etcd::EtcdError;
 
 /// How often a waiting consistent read asks etcd for a progress notification
 /// (KEP-2340's interval): frequent enough to answer a quiet namespace within
@@ -26,43 +26,6 @@ pub enum At {
     AtLeast(Revision),
     /// Linearizable: every write etcd acknowledged before the request (`consistent=true`).
     Consistent,
-}
-
-/// Why a read could not be answered.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ReadError {
-    /// The namespace has not finished its first load.
-    #[error("namespace is not ready")]
-    NotReady,
-    /// The revision is older than anything still available.
-    #[error("revision {revision} has been compacted (oldest available: {compact_revision})")]
-    Compacted {
-        /// The revision asked for.
-        revision: Revision,
-        /// The oldest revision still available.
-        compact_revision: Revision,
-    },
-    /// The revision is newer than etcd's.
-    #[error("revision {revision} is in the future (etcd is at {etcd_revision})")]
-    FutureRevision {
-        /// The revision asked for.
-        revision: Revision,
-        /// etcd's current revision.
-        etcd_revision: Revision,
-    },
-    /// The cache did not reach the revision in time.
-    #[error("the cache did not reach revision {revision} within {waited:?} (head {head})")]
-    Timeout {
-        /// The revision waited for.
-        revision: Revision,
-        /// The head when the wait ended.
-        head: Revision,
-        /// How long the read waited.
-        waited: Duration,
-    },
-    /// etcd was needed and failed.
-    #[error(transparent)]
-    Etcd(#[from] EtcdError),
 }
 
 impl WatchCache {
@@ -110,9 +73,7 @@ impl WatchCache {
                 // While the watch is down the cache cannot catch up: fail fast
                 // instead of waiting out the timeout (stale reads stay available).
                 if !self.inner.status.is_connected() {
-                    return Err(ReadError::Etcd(EtcdError::Unavailable {
-                        message: "the namespace's etcd watch is down; only stale reads are available".into(),
-                    }));
+                    return Err(ReadError::WatchDown);
                 }
                 let revision = self.inner.loader.current_revision().await?;
                 let status = &self.inner.status;
@@ -196,14 +157,5 @@ impl WatchCache {
         tokio::time::timeout(timeout, updates.wait_for(|head| *head >= revision))
             .await
             .is_ok_and(|r| r.is_ok())
-    }
-
-    pub(super) fn compacted(&self, revision: Revision) -> ReadError {
-        let view = self.view();
-        let oldest = view.history.oldest_revision().unwrap_or(0);
-        ReadError::Compacted {
-            revision,
-            compact_revision: oldest.max(self.inner.status.etcd_compact_revision()),
-        }
     }
 }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::error::ReadError;
 use super::history::Index;
-use super::read::ReadError;
 use super::types::{KeyRange, KeyValue, Meta, Revision};
+use super::upstream::UpstreamError;
 use super::values::{LoadRequest, Loaded, ValueStats};
 use super::watch_cache::WatchCache;
-use crate::etcd::EtcdError;
 
 /// One page of a range.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -156,8 +156,16 @@ impl Snapshot {
                 inner.status.observe_etcd_revision(loaded.revision);
                 Ok(loaded)
             }
-            Err(EtcdError::Compacted { .. }) => Err(self.cache.compacted(self.revision)),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.read_error(e)),
+        }
+    }
+
+    /// A failure to read this snapshot's state from etcd: etcd's compaction
+    /// is the client's `compacted` at this snapshot's revision.
+    fn read_error(&self, e: UpstreamError) -> ReadError {
+        match e {
+            UpstreamError::Compacted { .. } => self.cache.compacted(self.revision),
+            other => ReadError::Upstream(other),
         }
     }
 
@@ -172,7 +180,7 @@ impl Snapshot {
         ValueStats::count(&inner.stats.misses, 1);
         let load = self.load_version(key.clone(), meta.mod_revision);
         let value =
-            inner.values.get_or_load(value_key, load).await.map_err(|e| ReadError::Etcd((*e).clone()))?;
+            inner.values.get_or_load(value_key, load).await.map_err(|e| self.read_error((*e).clone()))?;
         Ok(KeyValue { key, value, meta })
     }
 
@@ -217,7 +225,7 @@ impl Snapshot {
     async fn value_of_missing(&self, key: Bytes, meta: Meta) -> Result<Bytes, ReadError> {
         let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
         let load = self.load_version(key, meta.mod_revision);
-        self.cache.inner.values.get_or_load(value_key, load).await.map_err(|e| ReadError::Etcd((*e).clone()))
+        self.cache.inner.values.get_or_load(value_key, load).await.map_err(|e| self.read_error((*e).clone()))
     }
 
     /// One ranged read at the snapshot revision, keyed for lookup.
@@ -240,7 +248,7 @@ impl Snapshot {
         &self,
         key: Bytes,
         mod_revision: Revision,
-    ) -> impl Future<Output = Result<Bytes, EtcdError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Bytes, UpstreamError>> + Send + 'static {
         let loader = Arc::clone(&self.cache.inner.loader);
         let revision = self.revision;
         ValueStats::count(&self.cache.inner.stats.read_throughs, 1);
@@ -252,12 +260,12 @@ impl Snapshot {
                 keys_only: false,
             };
             let loaded = match loader.load(request(revision)).await {
-                Err(EtcdError::Compacted { .. }) => loader.load(request(0)).await?,
+                Err(UpstreamError::Compacted { .. }) => loader.load(request(0)).await?,
                 other => other?,
             };
             match loaded.kvs.into_iter().next() {
                 Some(kv) if kv.meta.mod_revision == mod_revision => Ok(kv.value),
-                _ => Err(EtcdError::Compacted {
+                _ => Err(UpstreamError::Compacted {
                     message: format!("version {mod_revision} of the key is no longer available in etcd"),
                 }),
             }

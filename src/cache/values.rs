@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
 use super::types::{KeyRange, KeyValue, Revision};
-use crate::etcd::EtcdError;
+use super::upstream::UpstreamError;
 
 /// Bytes counted per cached value beyond key and value: moka's entry and
 /// its bookkeeping, the `Bytes` handles, the key's allocation and the
@@ -49,10 +49,10 @@ pub struct Loaded {
 /// Reads from etcd on the cache's behalf (tests substitute a fake).
 pub trait ValueLoader: Send + Sync + 'static {
     /// Reads a range of the namespace at a revision.
-    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, EtcdError>>;
+    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>>;
 
     /// etcd's current revision, from a linearizable request.
-    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, EtcdError>>;
+    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>>;
 }
 
 /// Identity of one cached value.
@@ -115,9 +115,9 @@ impl ValueStore {
 
     /// The value, loading it with `load` on a miss; concurrent misses of one
     /// key share one load.
-    pub async fn get_or_load<F>(&self, key: ValueKey, load: F) -> Result<Bytes, Arc<EtcdError>>
+    pub async fn get_or_load<F>(&self, key: ValueKey, load: F) -> Result<Bytes, Arc<UpstreamError>>
     where
-        F: Future<Output = Result<Bytes, EtcdError>>,
+        F: Future<Output = Result<Bytes, UpstreamError>>,
     {
         self.cache.try_get_with(key, load).await
     }

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::{Mutex, Notify, watch};
 
+use super::error::ReadError;
 use super::history::{Entry, EntryKind, History, Index};
 use super::policy::EvictionPolicy;
 use super::status::{NamespaceStatus, Status};
@@ -204,7 +205,8 @@ impl WatchCache {
             etcd_revision: status.etcd_revision().max(view.head),
             keys: view.history.latest().map_or(0, |e| e.index.len() as u64),
             ready: status.is_ready(),
-            status: if status.is_connected() { "fresh" } else { "stale" },
+            status: if status.is_fresh() { "fresh" } else { "stale" },
+            relisting: status.is_relisting(),
         }
     }
 
@@ -307,6 +309,17 @@ impl WatchCache {
             for (key, mod_revision) in &entry.superseded {
                 self.inner.values.invalidate(&self.value_key(key.clone(), *mod_revision)).await;
             }
+        }
+    }
+
+    /// The error of a read at `revision`, which neither the window nor etcd
+    /// holds any more: names the oldest revision still available.
+    pub(super) fn compacted(&self, revision: Revision) -> ReadError {
+        let view = self.view();
+        let oldest = view.history.oldest_revision().unwrap_or(0);
+        ReadError::Compacted {
+            revision,
+            compact_revision: oldest.max(self.inner.status.etcd_compact_revision()),
         }
     }
 

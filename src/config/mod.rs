@@ -88,6 +88,13 @@ pub struct EtcdConfig {
     pub backoff_min: HumanDuration,
     /// Largest delay between reconnect attempts.
     pub backoff_max: HumanDuration,
+    /// When a namespace's watch delivered nothing for this long, ask etcd for
+    /// a progress notification (repeated every interval): a quiet namespace's
+    /// revision keeps moving, and a silent stream is noticed.
+    pub progress_request_interval: HumanDuration,
+    /// When a watch delivered nothing at all for this long, not even answers
+    /// to progress requests, it is re-created from the last revision (no loss).
+    pub watch_silence_timeout: HumanDuration,
     /// Keys per page when loading a namespace (bounds memory per etcd response).
     pub bootstrap_page_size: u32,
     /// Largest etcd response the client decodes (a watch catch-up can be large).
@@ -107,6 +114,8 @@ impl Default for EtcdConfig {
             keep_alive_timeout: HumanDuration::secs(3),
             backoff_min: HumanDuration::millis(100),
             backoff_max: HumanDuration::secs(10),
+            progress_request_interval: HumanDuration::secs(5),
+            watch_silence_timeout: HumanDuration::secs(15),
             bootstrap_page_size: 1000,
             max_message_bytes: ByteSize::mib(64),
         }

@@ -107,6 +107,18 @@ impl Config {
                 format!("must not exceed etcd.backoff_max ({})", e.backoff_max),
             ));
         }
+        positive("etcd.progress_request_interval", e.progress_request_interval)?;
+        if e.watch_silence_timeout <= e.progress_request_interval {
+            return Err(bad(
+                "etcd.watch_silence_timeout",
+                e.watch_silence_timeout,
+                format!(
+                    "must exceed etcd.progress_request_interval ({}): a silent watch is one that did not \
+                     answer its progress requests",
+                    e.progress_request_interval
+                ),
+            ));
+        }
         nonzero("etcd.bootstrap_page_size", u64::from(e.bootstrap_page_size))?;
         if e.max_message_bytes.bytes() < 4 * 1024 * 1024 {
             return Err(bad(

@@ -11,69 +11,55 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, GetResponse, Identity, TlsOptions};
 
+use crate::cache::UpstreamError;
 use crate::config::EtcdConfig;
 
-/// A failed etcd call, classified once by gRPC code (STYLE.md rule 3).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum EtcdError {
-    /// The revision asked for has been compacted.
-    #[error("revision has been compacted (etcd: {message})")]
-    Compacted {
-        /// etcd's message.
-        message: String,
+/// Why the etcd client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A TLS file could not be read.
+    #[error("reading {path}: {error}")]
+    ReadFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
     },
-    /// The revision asked for is newer than etcd's.
-    #[error("revision is in the future (etcd: {message})")]
-    FutureRevision {
-        /// etcd's message.
-        message: String,
-    },
-    /// etcd could not be reached or has no leader; worth retrying elsewhere.
-    #[error("etcd unavailable: {message}")]
-    Unavailable {
-        /// What failed.
-        message: String,
-    },
-    /// Any other failure (permission, invalid request, ...): retrying will not help.
-    #[error("etcd request failed: {message}")]
-    Failed {
-        /// What failed.
-        message: String,
-    },
+    /// etcd-client refused the settings or the authentication failed.
+    #[error(transparent)]
+    Client(#[from] UpstreamError),
 }
 
-impl EtcdError {
-    /// Whether another endpoint or a later attempt might succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
-    }
-}
-
-impl From<etcd_client::Error> for EtcdError {
-    fn from(e: etcd_client::Error) -> Self {
-        use etcd_client::Error as E;
-        use tonic::Code;
-        match e {
-            E::GRpcStatus(status) => {
-                let message = status.message().to_owned();
-                match status.code() {
-                    Code::OutOfRange if message.contains("future") => Self::FutureRevision { message },
-                    Code::OutOfRange if message.contains("compacted") => Self::Compacted { message },
-                    Code::Unavailable
-                    | Code::DeadlineExceeded
-                    | Code::Unknown
-                    | Code::Cancelled
-                    | Code::Aborted => {
-                        Self::Unavailable { message: format!("{:?}: {message}", status.code()) }
-                    }
-                    code => Self::Failed { message: format!("{code:?}: {message}") },
-                }
+/// Classifies a failed etcd call, once, by gRPC code (STYLE.md rule 3).
+pub fn classify(e: etcd_client::Error) -> UpstreamError {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match e {
+        E::GRpcStatus(status) => {
+            let text = status.message();
+            let message = format!("{:?}: {text}", status.code());
+            match status.code() {
+                Code::OutOfRange if text.contains("compacted") => UpstreamError::Compacted { message },
+                Code::OutOfRange if text.contains("future") => UpstreamError::FutureRevision { message },
+                // tonic's own limit on decoded (and encoded) messages.
+                Code::OutOfRange if text.contains("too large") => UpstreamError::TooLarge { message },
+                Code::InvalidArgument if text.contains("too large") => UpstreamError::TooLarge { message },
+                Code::InvalidArgument | Code::OutOfRange => UpstreamError::InvalidArgument { message },
+                Code::DeadlineExceeded => UpstreamError::Timeout { message },
+                // ResourceExhausted is etcd's "too many requests": try again later.
+                Code::Unavailable
+                | Code::Unknown
+                | Code::Cancelled
+                | Code::Aborted
+                | Code::ResourceExhausted => UpstreamError::Unavailable { message },
+                Code::PermissionDenied | Code::Unauthenticated => UpstreamError::Denied { message },
+                _ => UpstreamError::Failed { message },
             }
-            E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::EndpointError(_) => {
-                Self::Unavailable { message: e.to_string() }
-            }
-            other => Self::Failed { message: other.to_string() },
         }
+        E::TransportError(_) | E::IoError(_) | E::WatchError(_) | E::EndpointError(_) => {
+            UpstreamError::Unavailable { message: e.to_string() }
+        }
+        other => UpstreamError::Failed { message: other.to_string() },
     }
 }
 
@@ -93,11 +79,12 @@ impl EtcdClient {
     ///
     /// # Errors
     /// Invalid endpoint URLs, unreadable TLS files, or a failed authentication.
-    pub async fn connect(config: &EtcdConfig) -> Result<Self, EtcdError> {
+    pub async fn connect(config: &EtcdConfig) -> Result<Self, SetupError> {
         let options = connect_options(config)?;
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
         for endpoint in &config.endpoints {
-            let client = Client::connect([endpoint.as_str()], Some(options.clone())).await?;
+            let client =
+                Client::connect([endpoint.as_str()], Some(options.clone())).await.map_err(classify)?;
             endpoints.push((endpoint.clone(), client));
         }
         let max_message_bytes = usize::try_from(config.max_message_bytes.bytes()).unwrap_or(usize::MAX);
@@ -113,7 +100,7 @@ impl EtcdClient {
     ///
     /// # Errors
     /// The classified etcd error of the last endpoint tried.
-    pub async fn get(&self, key: Vec<u8>, options: GetOptions) -> Result<GetResponse, EtcdError> {
+    pub async fn get(&self, key: Vec<u8>, options: GetOptions) -> Result<GetResponse, UpstreamError> {
         let max = self.max_message_bytes;
         self.call(|client| {
             let (key, options) = (key.clone(), options.clone());
@@ -148,7 +135,7 @@ impl EtcdClient {
     ///
     /// # Errors
     /// The last endpoint's error, or the first non-retryable one.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, EtcdError>
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, UpstreamError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
@@ -156,7 +143,7 @@ impl EtcdClient {
         let mut last = None;
         for _ in 0..self.endpoints.len() {
             let (endpoint, client) = self.current();
-            match call(client).await.map_err(EtcdError::from) {
+            match call(client).await.map_err(classify) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() => {
                     let endpoint = endpoint.to_owned();
@@ -166,11 +153,11 @@ impl EtcdClient {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| EtcdError::Unavailable { message: "no endpoints".into() }))
+        Err(last.unwrap_or_else(|| UpstreamError::Unavailable { message: "no endpoints".into() }))
     }
 }
 
-fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, EtcdError> {
+fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, SetupError> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(config.connect_timeout.get())
         .with_timeout(config.request_timeout.get())
@@ -182,8 +169,7 @@ fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, EtcdError> {
     }
     if let Some(tls) = &config.tls {
         let read = |path: &std::path::Path| {
-            std::fs::read(path)
-                .map_err(|e| EtcdError::Failed { message: format!("reading {}: {e}", path.display()) })
+            std::fs::read(path).map_err(|error| SetupError::ReadFile { path: path.to_owned(), error })
         };
         let mut t = TlsOptions::new();
         if let Some(ca) = &tls.ca_file {
@@ -202,23 +188,80 @@ fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, EtcdError> {
 
 #[cfg(test)]
 mod tests {
+    use tonic::{Code, Status};
+
     use super::*;
 
-    fn classify(status: tonic::Status) -> EtcdError {
-        EtcdError::from(etcd_client::Error::GRpcStatus(status))
+    fn kind(code: Code, message: &str) -> UpstreamError {
+        classify(etcd_client::Error::GRpcStatus(Status::new(code, message)))
     }
 
     #[test]
-    fn errors_are_classified_by_grpc_code_and_message() {
-        let compacted =
-            classify(tonic::Status::out_of_range("etcdserver: mvcc: required revision has been compacted"));
-        assert!(matches!(compacted, EtcdError::Compacted { .. }));
-        let future =
-            classify(tonic::Status::out_of_range("etcdserver: mvcc: required revision is a future revision"));
-        assert!(matches!(future, EtcdError::FutureRevision { .. }));
-        let too_large = classify(tonic::Status::out_of_range("Error, decoded message length too large"));
-        assert!(matches!(too_large, EtcdError::Failed { .. }), "not a compaction: {too_large}");
-        assert!(classify(tonic::Status::unavailable("no leader")).is_retryable());
-        assert!(!classify(tonic::Status::permission_denied("denied")).is_retryable());
+    fn every_grpc_code_etcd_answers_has_a_kind() {
+        use UpstreamError as U;
+        let m = |message: &str| message.to_owned();
+        let cases = [
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+                U::Compacted {
+                    message: m("OutOfRange: etcdserver: mvcc: required revision has been compacted"),
+                },
+            ),
+            (
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+                U::FutureRevision {
+                    message: m("OutOfRange: etcdserver: mvcc: required revision is a future revision"),
+                },
+            ),
+            (
+                Code::OutOfRange,
+                "Error, decoded message length too large",
+                U::TooLarge { message: m("OutOfRange: Error, decoded message length too large") },
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+                U::TooLarge { message: m("InvalidArgument: etcdserver: request is too large") },
+            ),
+            (
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+                U::InvalidArgument { message: m("InvalidArgument: etcdserver: key is not provided") },
+            ),
+            (
+                Code::DeadlineExceeded,
+                "context deadline exceeded",
+                U::Timeout { message: m("DeadlineExceeded: context deadline exceeded") },
+            ),
+            (
+                Code::Unavailable,
+                "etcdserver: no leader",
+                U::Unavailable { message: m("Unavailable: etcdserver: no leader") },
+            ),
+            (
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+                U::Unavailable { message: m("ResourceExhausted: etcdserver: too many requests") },
+            ),
+            (
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+                U::Denied { message: m("PermissionDenied: etcdserver: permission denied") },
+            ),
+            (
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+                U::Denied { message: m("Unauthenticated: etcdserver: invalid auth token") },
+            ),
+            (Code::Internal, "boom", U::Failed { message: m("Internal: boom") }),
+        ];
+        for (code, message, expected) in cases {
+            assert_eq!(kind(code, message), expected, "{code:?} {message}");
+        }
+        assert!(kind(Code::Unavailable, "x").is_retryable());
+        assert!(kind(Code::DeadlineExceeded, "x").is_retryable());
+        assert!(!kind(Code::PermissionDenied, "x").is_retryable());
     }
 }

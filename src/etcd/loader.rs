@@ -4,9 +4,9 @@
 use etcd_client::GetOptions;
 use futures_util::future::BoxFuture;
 
+use super::EtcdClient;
 use super::keys::Prefix;
-use super::{EtcdClient, EtcdError};
-use crate::cache::{KeyRange, LoadRequest, Loaded, Revision, ValueLoader};
+use crate::cache::{KeyRange, LoadRequest, Loaded, Revision, UpstreamError, ValueLoader};
 
 /// Reads one namespace's keys from etcd.
 pub struct EtcdLoader {
@@ -20,7 +20,7 @@ impl EtcdLoader {
         Self { client, prefix }
     }
 
-    async fn load_range(&self, request: LoadRequest) -> Result<Loaded, EtcdError> {
+    async fn load_range(&self, request: LoadRequest) -> Result<Loaded, UpstreamError> {
         if request.range.is_empty() {
             return Ok(Loaded::default());
         }
@@ -45,23 +45,23 @@ impl EtcdLoader {
         })
     }
 
-    async fn linearizable_revision(&self) -> Result<Revision, EtcdError> {
+    async fn linearizable_revision(&self) -> Result<Revision, UpstreamError> {
         // A linearizable read of one key: its header carries etcd's current revision.
         let (start, _) = self.prefix.etcd_range(&KeyRange::all());
         let response = self.client.get(start, GetOptions::new().with_count_only()).await?;
         response
             .header()
             .map(|h| h.revision())
-            .ok_or(EtcdError::Failed { message: "response without header".into() })
+            .ok_or(UpstreamError::Failed { message: "response without header".into() })
     }
 }
 
 impl ValueLoader for EtcdLoader {
-    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, EtcdError>> {
+    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
         Box::pin(self.load_range(request))
     }
 
-    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, EtcdError>> {
+    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
         Box::pin(self.linearizable_revision())
     }
 }

@@ -4,11 +4,13 @@
 
 mod backoff;
 pub mod client;
+mod feed;
 pub mod keys;
 pub mod loader;
 pub mod reflector;
+mod watchdog;
 
-pub use client::{EtcdClient, EtcdError};
+pub use client::{EtcdClient, SetupError, classify};
 pub use keys::Prefix;
 pub use loader::EtcdLoader;
 pub use reflector::Reflector;

@@ -2,42 +2,44 @@
 //! the namespace's [`WatchCache`] equal to etcd.
 //!
 //! Bootstrap is a paginated range at one revision R; the watch starts at
-//! R+1 with `prev_kv` and progress notifications; responses are split into
-//! per-revision batches by `mod_revision`. Any stream failure resumes from
-//! head+1 after a jittered backoff, on the next endpoint. A compaction that
-//! cancels the watch triggers a re-list and a `Reset` for subscribers.
+//! R+1 with `prev_kv` and progress notifications; responses become
+//! per-revision batches (`feed.rs`). Any stream failure resumes from head+1
+//! after a jittered backoff, on the next endpoint; a stream that goes silent
+//! is caught by the watchdog (`watchdog.rs`) and re-created the same way. A
+//! compaction that cancels the watch triggers a re-list and a `Reset` for
+//! subscribers.
 
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use bytes::Bytes;
-use etcd_client::{EventType, GetOptions, WatchOptions, WatchResponse};
+use etcd_client::{GetOptions, WatchOptions, WatchResponse, WatchResponseStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::EtcdClient;
 use super::backoff::Backoff;
+use super::client::classify;
+use super::feed::{self, ProgressGate, Verdict};
 use super::keys::Prefix;
-use super::{EtcdClient, EtcdError};
-use crate::cache::{
-    ApplyError, Event, EventKind, KeyRange, KeyValue, ResetReason, Revision, RevisionBatch, WatchCache,
-};
+use super::watchdog::{Action, Watchdog};
+use crate::cache::{KeyRange, KeyValue, ResetReason, Revision, UpstreamError, WatchCache, WatchRestart};
 use crate::config::EtcdConfig;
 
-/// Why one watch stream ended.
-#[derive(Debug, thiserror::Error)]
-enum WatchEnd {
-    #[error("shutting down")]
-    Shutdown,
-    #[error("etcd compacted history up to {0}")]
-    Compacted(Revision),
-    #[error("inconsistent feed: {0}")]
-    Inconsistent(String),
-    #[error("watch failed: {error}")]
-    Failed { error: String, made_progress: bool },
-}
+/// Bound on handing a progress request to the stream: the request channel
+/// only fills when the stream stopped sending, which makes it silent.
+const REQUEST_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-impl From<ApplyError> for WatchEnd {
-    fn from(e: ApplyError) -> Self {
-        Self::Inconsistent(e.to_string())
-    }
+/// Why one watch stream ended.
+#[derive(Debug)]
+enum WatchEnd {
+    Shutdown,
+    Compacted(Revision),
+    Inconsistent(String),
+    /// The stream failed, ended, or went silent; resume from head.
+    Lost {
+        reason: WatchRestart,
+        error: String,
+        made_progress: bool,
+    },
 }
 
 /// Keeps one namespace's cache in step with etcd.
@@ -47,16 +49,6 @@ pub struct Reflector {
     prefix: Prefix,
     config: EtcdConfig,
     shutdown: CancellationToken,
-}
-
-/// Whether progress notifications can be trusted to advance head: etcd 3.4
-/// may send them to a watcher still catching up, ahead of pending events
-/// (etcd #15220), so only once the watcher is known to be in sync.
-#[derive(Debug, Clone, Copy)]
-struct Sync {
-    /// etcd's revision when the watch was created (catch-up ends there).
-    created_revision: Revision,
-    synced: bool,
 }
 
 impl Reflector {
@@ -78,6 +70,10 @@ impl Reflector {
         let status = self.cache.status();
         loop {
             if let Some(reason) = relist {
+                if status.is_ready() {
+                    // The state served meanwhile is the old one: not fresh.
+                    status.set_relisting(true);
+                }
                 match self.bootstrap(reason).await {
                     Ok(()) => {
                         // Just loaded from etcd: fresh until the watch says otherwise.
@@ -94,11 +90,10 @@ impl Reflector {
                     }
                 }
             }
-            let end = self.watch().await;
-            match end {
+            match self.watch().await {
                 WatchEnd::Shutdown => return,
                 WatchEnd::Compacted(compact_revision) => {
-                    status.compactions.fetch_add(1, Ordering::Relaxed);
+                    status.count_restart(WatchRestart::Compacted);
                     status.observe_compaction(compact_revision);
                     tracing::warn!(
                         namespace = self.cache.name(),
@@ -109,17 +104,25 @@ impl Reflector {
                     relist = Some(ResetReason::Compacted);
                 }
                 WatchEnd::Inconsistent(reason) => {
+                    status.count_restart(WatchRestart::Inconsistent);
                     tracing::error!(namespace = self.cache.name(), %reason, "inconsistent watch feed; re-listing");
                     relist = Some(ResetReason::Relisted);
                 }
-                WatchEnd::Failed { error, made_progress } => {
+                WatchEnd::Lost { reason, error, made_progress } => {
                     status.set_connected(false);
-                    status.reconnects.fetch_add(1, Ordering::Relaxed);
+                    status.count_restart(reason);
                     if made_progress {
                         backoff.reset();
                     }
                     let delay = backoff.next_delay();
-                    tracing::warn!(namespace = self.cache.name(), %error, ?delay, head = self.cache.head(), "watch lost; resuming");
+                    tracing::warn!(
+                        namespace = self.cache.name(),
+                        reason = reason.as_str(),
+                        %error,
+                        ?delay,
+                        head = self.cache.head(),
+                        "watch lost; resuming"
+                    );
                     if !self.pause(delay).await {
                         return;
                     }
@@ -129,7 +132,7 @@ impl Reflector {
     }
 
     /// Sleeps unless shutdown comes first; returns whether to go on.
-    async fn pause(&self, delay: std::time::Duration) -> bool {
+    async fn pause(&self, delay: Duration) -> bool {
         tokio::select! {
             () = self.shutdown.cancelled() => false,
             () = tokio::time::sleep(delay) => true,
@@ -137,7 +140,7 @@ impl Reflector {
     }
 
     /// Loads the whole namespace at one revision, page by page, and installs it.
-    async fn bootstrap(&self, reason: ResetReason) -> Result<(), EtcdError> {
+    async fn bootstrap(&self, reason: ResetReason) -> Result<(), UpstreamError> {
         let (mut start, end) = self.prefix.etcd_range(&KeyRange::all());
         let page_size = i64::from(self.config.bootstrap_page_size);
         let mut builder = None;
@@ -169,12 +172,102 @@ impl Reflector {
         Ok(())
     }
 
-    /// Watches from head+1 until the stream ends.
+    /// Watches from head+1 until the stream ends, fails or goes silent.
     async fn watch(&self) -> WatchEnd {
         let start_revision = self.cache.head() + 1;
-        let (start, end) = self.prefix.etcd_range(&KeyRange::all());
         let (endpoint, client) = self.client.current();
         let endpoint = endpoint.to_owned();
+        let lost = |reason, error: String| WatchEnd::Lost { reason, error, made_progress: false };
+        // Bounded: a request can wait for a connection no timeout covers.
+        let opening = tokio::time::timeout(self.open_timeout(), self.open(client.clone(), start_revision));
+        let (mut requests, mut responses) = tokio::select! {
+            () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
+            opened = opening => match opened {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    self.client.fail_over(&endpoint);
+                    return lost(WatchRestart::Error, e.to_string());
+                }
+                Err(_) => {
+                    self.client.fail_over(&endpoint);
+                    return lost(WatchRestart::Silent, "opening the watch took too long".into());
+                }
+            },
+        };
+        let ordered = self.progress_is_ordered(client).await;
+        let status = self.cache.status();
+        let mut dog = Watchdog::new(
+            self.config.progress_request_interval.get(),
+            self.config.watch_silence_timeout.get(),
+            Instant::now(),
+        );
+        let mut gate = None;
+        let mut made_progress = false;
+        loop {
+            let mut request_progress = false;
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
+                message = responses.message() => {
+                    let response = match message {
+                        Ok(Some(response)) => response,
+                        Ok(None) => {
+                            return WatchEnd::Lost {
+                                reason: WatchRestart::Closed,
+                                error: "etcd ended the watch stream".into(),
+                                made_progress,
+                            };
+                        }
+                        Err(e) => {
+                            self.client.fail_over(&endpoint);
+                            let error = classify(e).to_string();
+                            return WatchEnd::Lost { reason: WatchRestart::Error, error, made_progress };
+                        }
+                    };
+                    dog.heard(Instant::now());
+                    status.heard_from_etcd();
+                    if let Err(end) = self.handle(response, &mut gate, ordered, start_revision).await {
+                        return end;
+                    }
+                    made_progress = true;
+                }
+                () = self.cache.progress_wanted() => request_progress = dog.may_request(Instant::now()),
+                () = tokio::time::sleep_until(dog.deadline()) => match dog.check(Instant::now()) {
+                    Action::Wait => {}
+                    Action::RequestProgress => request_progress = true,
+                    Action::Restart => {
+                        let silent = self.config.watch_silence_timeout;
+                        let error = format!("no message for {silent}, not even an answer to progress requests");
+                        return WatchEnd::Lost { reason: WatchRestart::Silent, error, made_progress };
+                    }
+                },
+            }
+            if request_progress {
+                dog.requested(Instant::now());
+                match tokio::time::timeout(REQUEST_SEND_TIMEOUT, requests.request_progress()).await {
+                    Ok(Ok(())) => {}
+                    // The stream broke: the next message says how.
+                    Ok(Err(_)) => {}
+                    Err(_) => {
+                        let error = "the stream takes no more requests".to_owned();
+                        return WatchEnd::Lost { reason: WatchRestart::Silent, error, made_progress };
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long opening a watch may take: connecting, then etcd's answer.
+    fn open_timeout(&self) -> Duration {
+        self.config.connect_timeout.get() + self.config.request_timeout.get()
+    }
+
+    async fn open(
+        &self,
+        client: etcd_client::Client,
+        start_revision: Revision,
+    ) -> Result<(etcd_client::WatchRequestSender, WatchResponseStream), UpstreamError> {
+        let (start, end) = self.prefix.etcd_range(&KeyRange::all());
         let mut watch_client =
             client.watch_client().max_decoding_message_size(self.client.max_message_bytes());
         let options = WatchOptions::new()
@@ -182,54 +275,44 @@ impl Reflector {
             .with_start_revision(start_revision)
             .with_prev_key()
             .with_progress_notify();
-        let stream = tokio::select! {
-            () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
-            stream = watch_client.watch(start, Some(options)) => stream,
-        };
-        let (mut requests, mut responses) = match stream {
-            Ok(stream) => stream.split(),
-            Err(e) => {
-                self.client.fail_over(&endpoint);
-                return WatchEnd::Failed { error: EtcdError::from(e).to_string(), made_progress: false };
+        let stream = watch_client.watch(start, Some(options)).await.map_err(classify)?;
+        Ok(stream.split())
+    }
+
+    /// Whether this endpoint's etcd sends progress in order with events (a
+    /// failed status request counts as no: the gate is then only careful).
+    async fn progress_is_ordered(&self, mut client: etcd_client::Client) -> bool {
+        let status = tokio::time::timeout(self.config.request_timeout.get(), client.status()).await;
+        match status {
+            Ok(Ok(status)) => {
+                let ordered = feed::progress_is_ordered(status.version());
+                tracing::debug!(
+                    namespace = self.cache.name(),
+                    version = status.version(),
+                    ordered,
+                    "etcd version"
+                );
+                ordered
             }
-        };
-        let mut sync = Sync { created_revision: Revision::MAX, synced: false };
-        let mut made_progress = false;
-        loop {
-            let message = tokio::select! {
-                () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
-                () = self.cache.progress_wanted() => {
-                    // A failed request surfaces as a stream error below.
-                    let _ = requests.request_progress().await;
-                    continue;
-                }
-                message = responses.message() => message,
-            };
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return WatchEnd::Failed { error: "etcd ended the watch stream".into(), made_progress };
-                }
-                Err(e) => {
-                    self.client.fail_over(&endpoint);
-                    return WatchEnd::Failed { error: EtcdError::from(e).to_string(), made_progress };
-                }
-            };
-            if let Err(end) = self.handle(response, &mut sync).await {
-                return end;
-            }
-            made_progress = true;
+            _ => false,
         }
     }
 
-    async fn handle(&self, response: WatchResponse, sync: &mut Sync) -> Result<(), WatchEnd> {
+    async fn handle(
+        &self,
+        response: WatchResponse,
+        gate: &mut Option<ProgressGate>,
+        ordered: bool,
+        start_revision: Revision,
+    ) -> Result<(), WatchEnd> {
         let status = self.cache.status();
         if response.canceled() {
             // A cancel carries no usable header revision (NOTES.md).
             if response.compact_revision() > 0 {
                 return Err(WatchEnd::Compacted(response.compact_revision()));
             }
-            return Err(WatchEnd::Failed {
+            return Err(WatchEnd::Lost {
+                reason: WatchRestart::Closed,
                 error: format!("etcd cancelled the watch: {:?}", response.cancel_reason()),
                 made_progress: false,
             });
@@ -238,26 +321,35 @@ impl Reflector {
         status.observe_etcd_revision(header_revision);
         if response.created() {
             status.set_connected(true);
-            *sync = Sync { created_revision: header_revision, synced: self.cache.head() >= header_revision };
+            tracing::info!(
+                namespace = self.cache.name(),
+                start_revision,
+                etcd_revision = header_revision,
+                "watching"
+            );
+            *gate = Some(ProgressGate::new(header_revision, self.cache.head(), ordered));
             return Ok(());
         }
+        let Some(gate) = gate.as_mut() else {
+            return Err(WatchEnd::Inconsistent("a watch message before the watch was created".into()));
+        };
         if !response.events().is_empty() {
-            for batch in self.batches(&response)? {
-                self.cache.apply(batch).await?;
+            let batches = feed::batches(&self.prefix, &response).map_err(WatchEnd::Inconsistent)?;
+            for batch in batches {
+                self.cache.apply(batch).await.map_err(|e| WatchEnd::Inconsistent(e.to_string()))?;
             }
-            if self.cache.head() >= sync.created_revision {
-                sync.synced = true;
-            }
+            gate.events_applied(self.cache.head());
             return Ok(());
         }
         // A progress notification: every event up to header_revision was sent.
-        if !sync.synced && self.quiet_until(sync.created_revision).await {
-            self.cache.advance(sync.created_revision).await;
-            sync.synced = true;
-            return Ok(());
-        }
-        if sync.synced {
-            self.cache.advance(header_revision).await;
+        match gate.on_progress(header_revision) {
+            Verdict::Advance(revision) => self.cache.advance(revision).await,
+            Verdict::CheckQuietUntil(revision) => {
+                if self.quiet_until(revision).await {
+                    gate.confirmed_quiet();
+                    self.cache.advance(revision).await;
+                }
+            }
         }
         Ok(())
     }
@@ -281,42 +373,5 @@ impl Reflector {
         };
         let keys = self.cache.view().index().len();
         modified.kvs().is_empty() && usize::try_from(total.count()).is_ok_and(|n| n == keys)
-    }
-
-    /// Splits a response's events into per-revision batches. One response
-    /// can carry many revisions; a revision is never split across responses
-    /// (fragmentation is off).
-    fn batches(&self, response: &WatchResponse) -> Result<Vec<RevisionBatch>, WatchEnd> {
-        let mut batches: Vec<RevisionBatch> = Vec::new();
-        for event in response.events() {
-            let kv = event.kv().ok_or_else(|| WatchEnd::Inconsistent("event without kv".into()))?;
-            let revision = kv.mod_revision();
-            let kind = match event.event_type() {
-                EventType::Put => EventKind::Put,
-                EventType::Delete => EventKind::Delete,
-            };
-            let outside =
-                || WatchEnd::Inconsistent(format!("event for key outside the prefix: {:?}", kv.key()));
-            let kv = match kind {
-                EventKind::Put => self.prefix.key_value(kv).ok_or_else(outside)?,
-                EventKind::Delete => {
-                    let key = Bytes::copy_from_slice(self.prefix.strip(kv.key()).ok_or_else(outside)?);
-                    KeyValue::tombstone(key, revision)
-                }
-            };
-            let prev_kv = event.prev_kv().and_then(|p| self.prefix.key_value(p));
-            let event = Event { kind, kv, prev_kv };
-            match batches.last_mut() {
-                Some(batch) if batch.revision == revision => batch.events.push(event),
-                Some(batch) if batch.revision > revision => {
-                    return Err(WatchEnd::Inconsistent(format!(
-                        "revision {revision} after {}",
-                        batch.revision
-                    )));
-                }
-                _ => batches.push(RevisionBatch { revision, events: vec![event] }),
-            }
-        }
-        Ok(batches)
     }
 }

@@ -3,17 +3,19 @@
 //!
 //! A token is accepted from `Authorization: Bearer T`, the `access_token`
 //! query parameter (EventSource cannot send headers) or the `gateway_token`
-//! cookie, in that order. Secrets are compared in constant time against every
-//! configured token and never logged. Without tokens, reads are open.
+//! cookie, in that order. Secrets are compared in constant time (`subtle`)
+//! against every configured token and never logged; cookies are parsed by
+//! the `cookie` crate. Without tokens, reads are open.
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use percent_encoding::percent_decode_str;
+use subtle::ConstantTimeEq;
 
 use super::AppState;
 use crate::config::{ConfigError, TokenConfig};
@@ -150,7 +152,7 @@ impl Tokens {
         // Compare with every token so the time taken says nothing about which matched.
         let mut found = None;
         for token in self.tokens.iter() {
-            if constant_time_eq(&token.secret, secret) {
+            if bool::from(token.secret.as_slice().ct_eq(secret)) {
                 found = Some(token.clone());
             }
         }
@@ -160,15 +162,6 @@ impl Tokens {
 
 fn read_secret(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| e.to_string())
-}
-
-/// Equality whose time depends only on the lengths, not on where the bytes differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 /// The token a request presents: header, then query, then cookie.
@@ -190,18 +183,25 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<Vec<u8>> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('=').map(|t| t.as_bytes().to_vec()))
+        .flat_map(cookie::Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == TOKEN_COOKIE)
+        .map(|c| c.value().as_bytes().to_vec())
 }
 
 /// Every `/v1` handler takes a [`Caller`]: 401 `unauthorized` when tokens
 /// are configured and the request presents none that is valid. (An
 /// extractor, not a middleware: a request pays for authentication only where
 /// it is needed, and nothing when no tokens are configured.)
-impl FromRequestParts<AppState> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
         if !state.tokens.enabled() {
             return Ok(Self::Anonymous);
         }
@@ -258,15 +258,12 @@ mod tests {
         assert!(caller.may_read("a") && !caller.may_read("b") && !caller.sees_prefixes());
         let mut headers = HeaderMap::new();
         assert_eq!(presented(&headers, Some("x=1&access_token=q%2Bt")), Some(b"q+t".to_vec()));
-        headers.insert(header::COOKIE, HeaderValue::from_static("other=1; gateway_token=c1"));
-        assert_eq!(presented(&headers, None), Some(b"c1".to_vec()));
+        headers.insert(header::COOKIE, HeaderValue::from_static("other=1; gateway_token=c%2B1"));
+        assert_eq!(presented(&headers, None), Some(b"c+1".to_vec()), "cookie values are percent-decoded");
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer h1"));
         assert_eq!(presented(&headers, Some("access_token=q")), Some(b"h1".to_vec()), "the header wins");
         assert!(Tokens::default().authenticate(None).is_ok_and(|c| c.may_read("anything")));
-        assert!(
-            constant_time_eq(b"abc", b"abc")
-                && !constant_time_eq(b"abc", b"abd")
-                && !constant_time_eq(b"ab", b"abc")
-        );
+        assert!(tokens.authenticate(Some(b"secret-a-12")).is_err(), "a prefix of the secret");
+        assert!(tokens.authenticate(Some(b"secret-a-1234")).is_err(), "the secret and more");
     }
 }

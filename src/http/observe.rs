@@ -34,6 +34,16 @@ pub struct Observe {
     pub ids: RequestIds,
     /// Where requests are counted.
     pub metrics: Arc<Metrics>,
+    /// Every route's path template (a request's matched path is labelled
+    /// with the `'static` one equal to it).
+    pub templates: Arc<[&'static str]>,
+}
+
+impl Observe {
+    /// The `'static` template of a matched route path.
+    fn template(&self, matched: &str) -> &'static str {
+        self.templates.iter().copied().find(|t| *t == matched).unwrap_or("unmatched")
+    }
 }
 
 /// The middleware.
@@ -48,7 +58,7 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         }
     };
     let route =
-        request.extensions().get::<MatchedPath>().map_or("unmatched", |p| super::route_template(p.as_str()));
+        request.extensions().get::<MatchedPath>().map_or("unmatched", |p| observe.template(p.as_str()));
     let span = if tracing::enabled!(Level::INFO) { logging::span(&request, &id) } else { Span::none() };
     let declared = request
         .headers()
@@ -112,6 +122,7 @@ mod tests {
             body_limit: 16,
             ids: RequestIds::default(),
             metrics,
+            templates: Arc::new(["/fast"]),
         };
         Router::new()
             .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
@@ -136,15 +147,15 @@ mod tests {
         let big = app.clone().oneshot(big).await.unwrap();
         assert_eq!(big.status(), 400);
         let exposition = metrics.render();
-        // Only the API's own route templates become labels; these test routes are not among them.
+        // Known route templates become labels; anything else is `unmatched`.
         assert!(
             exposition
                 .contains(r#"etcd_cache_gateway_http_requests_total{route="unmatched",status="504"} 1"#),
             "{exposition}"
         );
         assert!(
-            exposition
-                .contains(r#"etcd_cache_gateway_http_requests_total{route="unmatched",status="200"} 1"#)
+            exposition.contains(r#"etcd_cache_gateway_http_requests_total{route="/fast",status="200"} 1"#),
+            "{exposition}"
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use etcd_cache_gateway::cache::{At, EventKind, KeyRange, ResetReason};
+use etcd_cache_gateway::cache::{At, EventKind, KeyRange, ResetReason, WatchRestart};
 use etcd_cache_gateway::config::{CachePolicy, HumanDuration};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
@@ -118,7 +118,7 @@ async fn resume_after_etcd_restart_loses_nothing() {
     .await;
     assert_eq!(recorder.revisions(), written, "every revision, in order, once");
     assert!(recorder.resets().is_empty());
-    assert!(h.cache.status().reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(h.cache.status().restarts(WatchRestart::Error) >= 1, "the restart was counted as an error");
     assert_equal_at(&h.cache, &mut client, "r/", h.cache.head()).await;
 }
 
@@ -167,7 +167,7 @@ async fn compaction_while_disconnected_relists_and_resets_subscribers() {
     wait_until("the subscriber is reset", CATCH_UP, || async { !recorder.resets().is_empty() }).await;
     assert_eq!(recorder.resets(), vec![ResetReason::Compacted]);
     assert_eq!(recorder.revisions().len(), 5, "the 5 batches before the gap, then a reset");
-    assert!(h.cache.status().compactions.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(h.cache.status().restarts(WatchRestart::Compacted), 1);
     assert_equal_at(&h.cache, &mut client, "c/", head).await;
     // Reads before the re-list are gone from memory and compacted in etcd.
     let old = h.cache.snapshot(At::Exact(seen_before)).await.unwrap();

@@ -117,7 +117,15 @@ async fn counters_follow_a_scripted_workload() {
     etcd.restart().await;
     wait_until("a reconnect is counted and the watch is fresh again", Duration::from_secs(20), || async {
         let samples = scrape().await;
-        value(&samples, "etcd_cache_gateway_reflector_reconnects_total", &[("namespace", "app")]) >= 1.0
+        let restarts = |reason| {
+            value(
+                &samples,
+                "etcd_cache_gateway_watch_restarts_total",
+                &[("namespace", "app"), ("reason", reason)],
+            )
+        };
+        restarts("error") + restarts("closed") >= 1.0
+            && restarts("silent") + restarts("compacted") + restarts("inconsistent") == 0.0
             && value(&samples, "etcd_cache_gateway_fresh", &[("namespace", "app")]) == 1.0
     })
     .await;

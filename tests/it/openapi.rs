@@ -32,7 +32,7 @@ fn router_routes_and_spec_paths_are_the_same_set() {
     let spec = spec();
     let spec_paths: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
     let routes: BTreeSet<String> =
-        etcd_cache_gateway::http::routes().iter().map(|(path, _)| path.replace("{*", "{")).collect();
+        etcd_cache_gateway::route_templates().iter().map(|path| path.replace("{*", "{")).collect();
     assert_eq!(routes, spec_paths);
 }
 
@@ -58,9 +58,12 @@ fn every_problem_code_is_documented() {
         "etcd_unavailable",
         "too_many_watchers",
         "not_ready",
+        "upstream_error",
     ] {
         assert!(codes.contains(code), "API.md code {code} missing from the spec");
     }
+    let gateway: BTreeSet<&str> = etcd_cache_gateway::error::CODES.iter().copied().collect();
+    assert_eq!(codes, gateway, "the spec lists exactly the codes the gateway answers with");
 }
 
 #[tokio::test]

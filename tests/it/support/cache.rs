@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_cache_gateway::cache::{At, EventKind, KeyRange, ResetReason, Revision, Update, WatchCache};
+use etcd_cache_gateway::cache::{At, EventKind, KeyRange, ResetReason, Revision, WatchCache};
 use etcd_cache_gateway::config::{Config, NamespaceConfig};
 use etcd_cache_gateway::etcd::EtcdClient;
+use etcd_cache_gateway::fanout::{Subscription, Update};
 use etcd_cache_gateway::namespaces::Namespaces;
 use etcd_client::GetOptions;
 use tokio::task::JoinHandle;
@@ -150,7 +151,7 @@ pub struct Recorder {
 impl Recorder {
     /// Subscribes after `cursor`.
     pub fn start(cache: &WatchCache, cursor: Revision) -> Self {
-        let mut sub = cache.subscribe(cursor);
+        let mut sub = Subscription::new(cache, cursor);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let out = seen.clone();
         let task = tokio::spawn(async move {

@@ -1,8 +1,6 @@
 //! `GET /v1/namespaces/{ns}/kv/{key}` and `GET /v1/namespaces/{ns}/kv`:
 //! parse the typed request, ask the namespace's cache, render.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,52 +8,32 @@ use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
-use super::AppState;
-use super::auth::Caller;
+use super::V1;
 use super::kv_request::{GetRequest, RangeRequest, Shape};
+use super::namespace::{namespace, of_path, split_path};
 use super::page_cache::{PageKey, RenderedPage};
-use super::params::{Params, check_key_len};
 use super::render::{self, KvJson, KvStyle};
+use super::selection::Selection;
 use crate::cache::{KeyValue, ReadError, Revision, Snapshot};
 use crate::error::ApiError;
+use crate::http::auth::Caller;
+use crate::http::params::{Params, check_key_len};
 use crate::namespaces::Namespace;
 
 /// Keys read per step when a filtered listing scans its range.
 const FILTER_SCAN_PAGE: usize = 1000;
 
-/// The namespace segment and the rest of a `/v1/namespaces/{ns}/...` path,
-/// both still percent-encoded.
-pub fn split_path(path: &str) -> (&str, &str) {
-    let rest = path.strip_prefix("/v1/namespaces/").unwrap_or_default();
-    rest.split_once('/').unwrap_or((rest, ""))
-}
-
-/// The namespace named by a (percent-encoded) path segment, if the caller
-/// may read it. A token limited to some namespaces gets 403 for any other
-/// name, existing or not, so it learns nothing about the rest.
-pub fn namespace<'a>(
-    state: &'a AppState,
-    segment: &str,
-    caller: &Caller,
-) -> Result<&'a Arc<Namespace>, ApiError> {
-    let name = percent_decode_str(segment).decode_utf8_lossy();
-    if !caller.may_read(&name) {
-        return Err(ApiError::Forbidden { namespace: name.into_owned() });
-    }
-    state.namespaces.get(&name).ok_or_else(|| ApiError::NamespaceNotFound { namespace: name.into_owned() })
-}
-
 /// `GET /v1/namespaces/{ns}/kv/{key}`: the key is the raw path remainder,
 /// percent-decoded to bytes (so non-UTF-8 keys work here too). Handlers
 /// take the request itself: the `Uri` and `HeaderMap` extractors clone.
 pub async fn get_key(
-    State(state): State<AppState>,
+    State(state): State<V1>,
     caller: Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
     let (uri, headers) = (request.uri(), request.headers());
     let (segment, rest) = split_path(uri.path());
-    let ns = namespace(&state, segment, &caller)?;
+    let ns = namespace(&state.app, segment, &caller)?;
     let key: Vec<u8> = percent_decode_str(rest.strip_prefix("kv/").unwrap_or_default()).collect();
     check_key_len("key", &key)?;
     let get = GetRequest::parse(Bytes::from(key), Params::parse(uri.query())?)?;
@@ -63,18 +41,16 @@ pub async fn get_key(
 }
 
 /// `GET /v1/namespaces/{ns}/kv`: a range, or one key given as `key`/`key_b64`.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    request: Request,
-) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<V1>, caller: Caller, request: Request) -> Result<Response, ApiError> {
     let (uri, headers) = (request.uri(), request.headers());
-    let ns = namespace(&state, split_path(uri.path()).0, &caller)?;
+    let ns = of_path(&state.app, uri.path(), &caller)?;
     let mut params = Params::parse(uri.query())?;
-    if let Some(key) = params.take_key("key")? {
-        return serve_get(ns, GetRequest::parse(key, params)?, headers).await;
+    match Selection::take(&mut params)? {
+        Selection::Key(key) => serve_get(ns, GetRequest::parse(key, params)?, headers).await,
+        Selection::Range(range) => {
+            serve_range(&state, ns, RangeRequest::parse(range, params)?, headers).await
+        }
     }
-    serve_range(&state, ns, RangeRequest::parse(params)?, headers).await
 }
 
 async fn serve_get(
@@ -115,7 +91,7 @@ async fn serve_get(
 }
 
 async fn serve_range(
-    state: &AppState,
+    state: &V1,
     ns: &Namespace,
     request: RangeRequest,
     request_headers: &HeaderMap,

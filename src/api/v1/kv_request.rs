@@ -5,10 +5,10 @@ use bytes::Bytes;
 
 use super::filter::{Filter, Select};
 use super::page_token::{PageToken, fingerprint};
-use super::params::Params;
 use super::render::Encoding;
 use crate::cache::{At, KeyRange, Revision};
 use crate::error::ApiError;
+use crate::http::params::Params;
 
 /// Default page size of a listing.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -129,24 +129,11 @@ pub const RANGE_PARAMS: &str = "prefix, start, end (and their _b64 forms), key_b
                                 count_only, encoding, filter, select, consistent, min_revision, revision";
 
 impl RangeRequest {
-    /// Parses a listing.
+    /// Parses a listing of `range` (the selection, already taken).
     ///
     /// # Errors
     /// 400 naming the parameter or the conflict.
-    pub fn parse(mut params: Params) -> Result<Self, ApiError> {
-        let prefix = params.take_key("prefix")?;
-        let start = params.take_key("start")?;
-        let end = params.take_key("end")?;
-        let range = match (prefix, start, end) {
-            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-                return Err(ApiError::bad_request("give `prefix` or `start`/`end`, not both"));
-            }
-            (Some(prefix), None, None) => KeyRange::prefix(prefix),
-            (None, start, end) => KeyRange { start: start.unwrap_or_default(), end },
-        };
-        if range.is_empty() {
-            return Err(ApiError::bad_request("`end` must be greater than `start`"));
-        }
+    pub fn parse(range: KeyRange, mut params: Params) -> Result<Self, ApiError> {
         let limit = params.take_int("limit", 1, MAX_LIMIT as i64)?.map_or(DEFAULT_LIMIT, |l| l as usize);
         let keys_only = params.take_bool("keys_only")?;
         let count_only = params.take_bool("count_only")?;

@@ -2,14 +2,17 @@
 //!
 //! A frame is a list of byte chunks written in order; the large part (the
 //! JSON of a batch) is a shared `Bytes`, rendered once per batch and output
-//! shape and reused by every subscriber of that shape.
+//! shape by the fan-out's memo and reused by every subscriber of that shape.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use super::render::{Encoding, KvJson, KvStyle, write_key};
-use crate::cache::{Entry, Event, EventKind, KeyRange, KeyValue, RENDER_SLOTS, Rendered, Revision};
+use crate::cache::{Entry, Event, EventKind, KeyRange, KeyValue, Revision};
+use crate::fanout::{FrameMemo, Rendered, Selected, Shape, select};
 
 /// Frame chunks.
 pub type Frame = Vec<Bytes>;
@@ -41,11 +44,9 @@ pub fn json_event(name: &str, id: Option<Revision>, value: &impl Serialize) -> F
     event(name, id, [Bytes::from(data)])
 }
 
-/// The rendering slot of an output shape.
-fn slot(encoding: Encoding, prev_kv: bool) -> usize {
-    let slot = (encoding as usize) * 2 + usize::from(prev_kv);
-    debug_assert!(slot < RENDER_SLOTS);
-    slot
+/// The output shape of a `/v1` subscriber: its encoding and `prev_kv`.
+fn shape(encoding: Encoding, prev_kv: bool) -> Shape {
+    Shape { surface: "v1", variant: (encoding as u32) * 2 + u32::from(prev_kv) }
 }
 
 /// One event as JSON: `{"type":"put","kv":{..},"prev_kv":{..}}`; a delete's
@@ -105,27 +106,32 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
         all.extend_from_slice(e);
     }
     all.extend_from_slice(b"]}");
-    Rendered { events: rendered.into_boxed_slice(), all: Bytes::from(all) }
+    Rendered { events: rendered.into_boxed_slice(), whole: Bytes::from(all) }
 }
 
 /// The `change` frame of `entry` for a subscriber of `range` and shape, or
 /// `None` when none of its events is in the range. The whole batch's bytes
 /// are shared when every event is selected; otherwise the selected events'
 /// shared bytes are joined without re-encoding.
-pub fn change(entry: &Entry, range: &KeyRange, encoding: Encoding, prev_kv: bool) -> Option<Frame> {
-    let selected: Vec<usize> =
-        entry.events.iter().enumerate().filter(|(_, e)| range.contains(&e.kv.key)).map(|(i, _)| i).collect();
-    if selected.is_empty() {
+pub fn change(
+    memo: &FrameMemo,
+    entry: &Arc<Entry>,
+    range: &KeyRange,
+    encoding: Encoding,
+    prev_kv: bool,
+) -> Option<Frame> {
+    let selected = select(entry, range);
+    if selected == Selected::None {
         return None;
     }
     let rendered =
-        entry.rendered(slot(encoding, prev_kv), |events| render(events, entry.revision, encoding, prev_kv));
-    if selected.len() == entry.events.len() {
-        return Some(event("change", Some(entry.revision), [rendered.all.clone()]));
-    }
-    let mut data = Vec::with_capacity(selected.len() * 2 + 1);
+        memo.rendered(entry, shape(encoding, prev_kv), |e| render(&e.events, e.revision, encoding, prev_kv));
+    let Selected::Some(chosen) = selected else {
+        return Some(event("change", Some(entry.revision), [rendered.whole.clone()]));
+    };
+    let mut data = Vec::with_capacity(chosen.len() * 2 + 1);
     data.push(Bytes::from(format!("{{\"revision\":{},\"events\":[", entry.revision)));
-    for (n, i) in selected.into_iter().enumerate() {
+    for (n, i) in chosen.into_iter().enumerate() {
         if n > 0 {
             data.push(Bytes::from_static(b","));
         }

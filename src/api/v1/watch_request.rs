@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 
-use super::params::Params;
 use super::render::Encoding;
+use super::selection::Selection;
 use crate::cache::{KeyRange, Revision};
 use crate::config::HumanDuration;
 use crate::error::ApiError;
+use crate::http::params::Params;
 
 /// What to do when history the client needs is gone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,19 +57,7 @@ impl WatchRequest {
         headers: &HeaderMap,
         default_progress: Duration,
     ) -> Result<Self, ApiError> {
-        let prefix = params.take_key("prefix")?;
-        let start = params.take_key("start")?;
-        let end = params.take_key("end")?;
-        let key = params.take_key("key")?;
-        let range = match (key, prefix, start.is_some() || end.is_some()) {
-            (Some(key), None, false) => KeyRange::key(key),
-            (None, Some(prefix), false) => KeyRange::prefix(prefix),
-            (None, None, _) => KeyRange { start: start.unwrap_or_default(), end },
-            _ => return Err(ApiError::bad_request("give one of `key`, `prefix` or `start`/`end`")),
-        };
-        if range.is_empty() {
-            return Err(ApiError::bad_request("`end` must be greater than `start`"));
-        }
+        let range = Selection::take(&mut params)?.into_range();
         let since_param = params.take_int("since", 0, i64::MAX)?;
         let last_event_id = match headers.get("last-event-id") {
             Some(value) => Some(

@@ -4,7 +4,10 @@
 //! A stream is a small state machine polled by hyper: no task, no queue per
 //! subscriber. It holds a cursor into the shared history; a client that stops
 //! reading simply stops being polled, and when it reads again after its
-//! history left the window it gets a `reset` (or an `error`).
+//! history left the window it gets a `reset` (or an `error`). A stream that
+//! sent no event for its `progress_interval` gets a `progress` event with
+//! the namespace's current revision, moved or not: the client learns the
+//! stream is alive and how far it is complete.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -12,54 +15,64 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
 use tokio::time::{Instant, Interval, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::AppState;
-use super::auth::Caller;
-use super::kv::{namespace, split_path};
-use super::limits::WatchPermit;
-use super::params::Params;
+use super::V1;
+use super::namespace::of_path;
 use super::render::KvJson;
 use super::sse::{self, Frame};
 use super::watch_request::{OnGap, WatchRequest};
-use crate::cache::{ResetReason, Revision, Snapshot, Subscription, Update, WatchCache};
+use crate::cache::{ResetReason, Revision, Snapshot};
 use crate::error::{ApiError, Problem};
-use crate::metrics::{Labels, Metrics, namespace_labels};
+use crate::fanout::{Subscription, Update};
+use crate::http::auth::Caller;
+use crate::http::limits::WatchPermit;
+use crate::http::params::Params;
+use crate::metrics::{Metrics, namespace_labels};
+use crate::namespaces::Namespace;
 
 /// Most key-values in one `snapshot` event.
 pub const SNAPSHOT_CHUNK: usize = 1000;
 
 /// `GET /v1/namespaces/{ns}/watch`.
-pub async fn watch(
-    State(state): State<AppState>,
-    caller: Caller,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let ns = namespace(&state, split_path(uri.path()).0, &caller)?;
-    let default_progress = state.config.watch.progress_interval.get();
-    let request = WatchRequest::parse(Params::parse(uri.query())?, &headers, default_progress)?;
-    let cache = ns.cache.clone();
+pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) -> Result<Response, ApiError> {
+    let app = &state.app;
+    let ns = of_path(app, request.uri().path(), &caller)?;
+    let default_progress = app.config.watch.progress_interval.get();
+    let params = Params::parse(request.uri().query())?;
+    let watch = WatchRequest::parse(params, request.headers(), default_progress)?;
+    let cache = &ns.cache;
     if !cache.status().is_ready() {
         return Err(ApiError::NotReady { namespaces: json!([cache.report()]) });
     }
-    if let Some(since) = request.since {
+    if let Some(since) = watch.since {
         cache.check_not_future(since).await.map_err(ApiError::from)?;
     }
-    let permit = state.watch_limits.acquire(&ns.config.name, caller.token_name())?;
-    let watch = &state.config.watch;
-    let lifetime = watch.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
-    let observer = StreamMetrics::new(state.metrics.clone(), &ns.config.name);
-    let heartbeat = watch.heartbeat_interval.get();
-    let stream =
-        WatchStream::new(cache, request, state.shutdown.clone(), lifetime, heartbeat, permit, observer);
+    let permit = app.watch_limits.acquire(&ns.config.name, caller.token_name())?;
+    let config = &app.config.watch;
+    let lifetime = config.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
+    let metrics = StreamMetrics::new(&app.metrics, &ns.config.name);
+    let timers = Timers::new(lifetime, config.heartbeat_interval.get(), watch.progress_interval);
+    let stream = WatchStream {
+        ns: Arc::clone(ns),
+        request: watch,
+        subscription: None,
+        phase: Phase::Start,
+        pending: VecDeque::new(),
+        shutdown: app.shutdown.clone(),
+        timers,
+        metrics,
+        _permit: permit,
+    };
     let body = Body::from_stream(stream::unfold(stream, |mut s| async move {
         let chunk = s.next_chunk().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(chunk), s))
@@ -85,92 +98,100 @@ enum Phase {
     Done,
 }
 
+/// The clocks of one stream.
+struct Timers {
+    /// When the stream ends (its jittered lifetime).
+    end_at: Pin<Box<Sleep>>,
+    /// `: keep-alive` comments, for proxies.
+    heartbeat: Interval,
+    /// Fires when no event was sent for `progress_interval`.
+    progress: Pin<Box<Sleep>>,
+    progress_interval: Duration,
+}
+
+impl Timers {
+    fn new(lifetime: Duration, heartbeat: Duration, progress_interval: Duration) -> Self {
+        let now = Instant::now();
+        let mut heartbeat = tokio::time::interval_at(now + heartbeat, heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            end_at: Box::pin(tokio::time::sleep_until(now + lifetime)),
+            heartbeat,
+            progress: Box::pin(tokio::time::sleep_until(now + progress_interval)),
+            progress_interval,
+        }
+    }
+
+    /// An event was sent: the next `progress` is due a full interval from now.
+    fn event_sent(&mut self) {
+        let at = Instant::now() + self.progress_interval;
+        self.progress.as_mut().reset(at);
+    }
+}
+
 /// One subscriber's stream.
 struct WatchStream {
-    cache: WatchCache,
+    ns: Arc<Namespace>,
     request: WatchRequest,
     subscription: Option<Subscription>,
     phase: Phase,
     pending: VecDeque<Bytes>,
     shutdown: CancellationToken,
-    end_at: Pin<Box<Sleep>>,
-    heartbeat: Interval,
-    /// Fires when the stream has been idle for the progress interval.
-    progress: Pin<Box<Sleep>>,
-    /// The last `id:` sent: the client's `Last-Event-ID`.
-    last_id: Revision,
+    timers: Timers,
     metrics: StreamMetrics,
     _permit: WatchPermit,
 }
 
-/// A stream's share of the SSE metrics; counts it as a subscriber while it lives.
+/// A stream's share of the SSE metrics, with the handles of its series
+/// looked up once (not per frame); counts it as a subscriber while it lives.
 struct StreamMetrics {
     metrics: Arc<Metrics>,
-    labels: Labels,
+    namespace: String,
+    subscribers: Gauge,
+    events: Counter,
+    bytes: Counter,
 }
 
 impl StreamMetrics {
-    fn new(metrics: Arc<Metrics>, namespace: &str) -> Self {
+    fn new(metrics: &Arc<Metrics>, namespace: &str) -> Self {
         let labels = namespace_labels(namespace);
-        metrics.sse_subscribers.get_or_create(&labels).inc();
-        Self { metrics, labels }
+        let subscribers = metrics.sse_subscribers.get_or_create_owned(&labels);
+        subscribers.inc();
+        Self {
+            events: metrics.sse_events.get_or_create_owned(&labels),
+            bytes: metrics.sse_bytes.get_or_create_owned(&labels),
+            subscribers,
+            namespace: namespace.to_owned(),
+            metrics: Arc::clone(metrics),
+        }
     }
 
     fn frame_sent(&self, frame: &Frame) {
         let bytes: usize = frame.iter().map(Bytes::len).sum();
-        self.metrics.sse_bytes.get_or_create(&self.labels).inc_by(bytes as u64);
+        self.bytes.inc_by(bytes as u64);
         if frame.first().is_some_and(|c| c.as_ref() != sse::KEEP_ALIVE) {
-            self.metrics.sse_events.get_or_create(&self.labels).inc();
+            self.events.inc();
         }
     }
 
     fn reset(&self, reason: ResetReason) {
-        let mut labels = self.labels.clone();
+        let mut labels = namespace_labels(&self.namespace);
         labels.push(("reason", reason.as_str().to_owned()));
         self.metrics.sse_resets.get_or_create(&labels).inc();
     }
 
     fn lagging_disconnect(&self) {
-        self.metrics.sse_lagging_disconnects.get_or_create(&self.labels).inc();
+        self.metrics.sse_lagging_disconnects.get_or_create(&namespace_labels(&self.namespace)).inc();
     }
 }
 
 impl Drop for StreamMetrics {
     fn drop(&mut self) {
-        self.metrics.sse_subscribers.get_or_create(&self.labels).dec();
+        self.subscribers.dec();
     }
 }
 
 impl WatchStream {
-    fn new(
-        cache: WatchCache,
-        request: WatchRequest,
-        shutdown: CancellationToken,
-        lifetime: Duration,
-        heartbeat: Duration,
-        permit: WatchPermit,
-        metrics: StreamMetrics,
-    ) -> Self {
-        let now = Instant::now();
-        let mut heartbeat = tokio::time::interval_at(now + heartbeat, heartbeat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let progress = Box::pin(tokio::time::sleep_until(now + request.progress_interval));
-        Self {
-            cache,
-            request,
-            subscription: None,
-            phase: Phase::Start,
-            pending: VecDeque::new(),
-            shutdown,
-            end_at: Box::pin(tokio::time::sleep_until(now + lifetime)),
-            heartbeat,
-            progress,
-            last_id: 0,
-            metrics,
-            _permit: permit,
-        }
-    }
-
     /// The next chunk of the body; `None` ends the stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
@@ -181,11 +202,6 @@ impl WatchStream {
             self.metrics.frame_sent(&frame);
             self.pending.extend(frame);
         }
-    }
-
-    fn send_later(&mut self) {
-        let at = Instant::now() + self.request.progress_interval;
-        self.progress.as_mut().reset(at);
     }
 
     async fn next_frame(&mut self) -> Option<Frame> {
@@ -200,15 +216,16 @@ impl WatchStream {
 
     fn start(&mut self) -> Frame {
         let mut frame = sse::retry(1000 + fastrand::u64(..4000));
-        let head = self.cache.head();
+        let cache = &self.ns.cache;
+        let head = cache.head();
         if let Some(since) = self.request.since {
-            self.subscription = Some(self.cache.subscribe(since));
+            self.subscription = Some(Subscription::new(cache, since));
             self.phase = Phase::Replay;
         } else if self.request.snapshot {
-            let subscription = self.cache.subscribe(head);
+            let subscription = Subscription::new(cache, head);
             self.begin_snapshot(subscription, &mut frame);
         } else {
-            self.subscription = Some(self.cache.subscribe(head));
+            self.subscription = Some(Subscription::new(cache, head));
             frame.extend(self.synced(head));
             self.phase = Phase::Live;
         }
@@ -218,14 +235,14 @@ impl WatchStream {
     /// Sends the state at the subscription's cursor next.
     fn begin_snapshot(&mut self, mut subscription: Subscription, frame: &mut Frame) {
         let view = subscription.resync();
-        let snapshot = self.cache.snapshot_of(&view);
+        let cache = &self.ns.cache;
+        let snapshot = cache.snapshot_of(&view);
         self.subscription = Some(subscription);
         match snapshot {
             Some(snapshot) => self.phase = Phase::Snapshot { snapshot, after: None },
             None => {
-                frame.extend(
-                    self.error(ApiError::NotReady { namespaces: json!([self.cache.report()]) }.problem()),
-                );
+                let problem = ApiError::NotReady { namespaces: json!([cache.report()]) }.problem();
+                frame.extend(self.error(problem));
             }
         }
     }
@@ -261,24 +278,28 @@ impl WatchStream {
         frame
     }
 
+    /// The `change` frame of a batch, if the subscriber selects any of it.
+    fn change(&mut self, entry: &Arc<crate::cache::Entry>) -> Option<Frame> {
+        let request = &self.request;
+        let frame = sse::change(&self.ns.frames, entry, &request.range, request.encoding, request.prev_kv)?;
+        self.timers.event_sent();
+        Some(frame)
+    }
+
     /// Delivers the history after `since` without waiting, then `synced`.
     fn replay(&mut self) -> Frame {
-        let subscription = self.subscription.as_mut().expect("subscribed at start");
         loop {
+            let subscription = self.subscription.as_mut().expect("subscribed at start");
             match subscription.try_next() {
                 Some(Update::Batch(entry)) => {
-                    if let Some(frame) =
-                        sse::change(&entry, &self.request.range, self.request.encoding, self.request.prev_kv)
-                    {
+                    if let Some(frame) = self.change(&entry) {
                         self.phase = Phase::Replay;
-                        self.last_id = entry.revision;
                         return frame;
                     }
                 }
                 Some(Update::Reset(reason)) => return self.gap(reason),
                 None => {
-                    subscription.progress();
-                    let revision = subscription.cursor();
+                    let revision = subscription.progress().unwrap_or_else(|| subscription.cursor());
                     self.phase = Phase::Live;
                     return self.synced(revision);
                 }
@@ -294,40 +315,35 @@ impl WatchStream {
                 () = self.shutdown.cancelled() => {
                     let problem = Problem::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "shutdown",
+                        crate::error::SHUTDOWN_CODE,
                         "Shutting down",
                         "the gateway is shutting down; reconnect with Last-Event-ID to resume elsewhere".into(),
                     );
                     return Some(self.error(problem));
                 }
-                () = self.end_at.as_mut() => return None,
+                () = self.timers.end_at.as_mut() => return None,
                 update = subscription.next() => {
                     match update? {
                         Update::Batch(entry) => {
-                            let request = &self.request;
-                            if let Some(frame) = sse::change(&entry, &request.range, request.encoding, request.prev_kv) {
+                            if let Some(frame) = self.change(&entry) {
                                 self.phase = Phase::Live;
-                                self.last_id = entry.revision;
-                                self.send_later();
                                 return Some(frame);
                             }
                         }
                         Update::Reset(reason) => return Some(self.gap(reason)),
                     }
                 }
-                () = self.progress.as_mut() => {
-                    // Batches outside the selection moved the cursor without
-                    // an event: tell the client how far it is complete.
-                    subscription.progress();
-                    let revision = subscription.cursor();
-                    self.send_later();
-                    if revision > self.last_id {
+                () = self.timers.progress.as_mut() => {
+                    // Nothing sent for a whole interval: the stream is
+                    // complete up to head, moved or not. (`None`: a batch is
+                    // pending, and the next turn delivers it.)
+                    if let Some(revision) = subscription.progress() {
+                        self.timers.event_sent();
                         self.phase = Phase::Live;
-                        self.last_id = revision;
                         return Some(sse::json_event("progress", Some(revision), &json!({"revision": revision})));
                     }
                 }
-                _ = self.heartbeat.tick() => {
+                _ = self.timers.heartbeat.tick() => {
                     self.phase = Phase::Live;
                     return Some(vec![Bytes::from_static(sse::KEEP_ALIVE)]);
                 }
@@ -337,7 +353,7 @@ impl WatchStream {
 
     /// History the client needs is gone: `reset` + snapshot, or `error`.
     fn gap(&mut self, reason: ResetReason) -> Frame {
-        let view = self.cache.view();
+        let view = self.ns.cache.view();
         let head = view.head;
         if self.request.on_gap == OnGap::Error {
             self.metrics.lagging_disconnect();
@@ -355,8 +371,7 @@ impl WatchStream {
 
     /// The `synced` event: the client holds the state at `revision`.
     fn synced(&mut self, revision: Revision) -> Frame {
-        self.last_id = revision;
-        self.send_later();
+        self.timers.event_sent();
         sse::json_event("synced", Some(revision), &json!({"revision": revision}))
     }
 

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::history::Entry;
-use super::types::Revision;
-use super::watch_cache::{ResetReason, View, WatchCache};
+use crate::cache::{Entry, ResetReason, Revision, View, WatchCache};
 
 /// What a subscriber gets next.
 #[derive(Debug, Clone)]
@@ -28,18 +26,21 @@ pub struct Subscription {
     updates: watch::Receiver<Revision>,
 }
 
-impl WatchCache {
-    /// Subscribes after `cursor`: the first update is the first batch with a
-    /// revision greater than it (or a reset, when the window no longer
-    /// covers it).
-    pub fn subscribe(&self, cursor: Revision) -> Subscription {
-        let mut updates = self.head_updates();
-        updates.mark_changed();
-        Subscription { cursor, generation: self.view().generation, updates, cache: self.clone() }
-    }
-}
-
 impl Subscription {
+    /// Subscribes to `cache` after `cursor`: the first update is the first
+    /// batch with a revision greater than it (or a reset, when the window no
+    /// longer covers it).
+    pub fn new(cache: &WatchCache, cursor: Revision) -> Self {
+        let mut updates = cache.head_updates();
+        updates.mark_changed();
+        Self { cursor, generation: cache.view().generation, updates, cache: cache.clone() }
+    }
+
+    /// The cache this subscription follows.
+    pub fn cache(&self) -> &WatchCache {
+        &self.cache
+    }
+
     /// The last revision delivered (or synced to).
     pub fn cursor(&self) -> Revision {
         self.cursor
@@ -77,17 +78,16 @@ impl Subscription {
         view
     }
 
-    /// When nothing is pending, moves the cursor to head and returns it (the
-    /// stream is complete up to there: a `progress` event). `None` when a batch
-    /// or reset is pending or head has not moved past the cursor.
+    /// When nothing is pending, moves the cursor to head and returns it: the
+    /// stream is complete up to there (a `progress` event), whether or not
+    /// head moved since the last time. `None` when a batch or reset is pending.
     pub fn progress(&mut self) -> Option<Revision> {
         let view = self.cache.view();
-        if self.gap(&view).is_some() || view.history.after(self.cursor).is_some() || view.head <= self.cursor
-        {
+        if self.gap(&view).is_some() || view.history.after(self.cursor).is_some() {
             return None;
         }
-        self.cursor = view.head;
-        Some(view.head)
+        self.cursor = self.cursor.max(view.head);
+        Some(self.cursor)
     }
 
     /// Why the subscriber cannot continue from its cursor, if it cannot.

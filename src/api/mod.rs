@@ -1,0 +1,4 @@
+//! The API surfaces, side by side: each reads through the cache and the
+//! fan-out, and shares the plumbing in `crate::http`; none imports another.
+
+pub mod v1;

@@ -1,0 +1,168 @@
+//! Turning an etcd watch stream into the cache's feed: responses into
+//! per-revision batches of the cache's own types, and the rules for how far
+//! a progress notification may move head. Pure logic, tested without etcd.
+
+use bytes::Bytes;
+use etcd_client::{EventType, WatchResponse};
+
+use super::keys::Prefix;
+use crate::cache::{Event, EventKind, KeyValue, Revision, RevisionBatch};
+
+/// Splits a response's events into per-revision batches. One response can
+/// carry many revisions; a revision is never split across responses
+/// (fragmentation is off).
+///
+/// # Errors
+/// A description of what makes the feed inconsistent (an event without a
+/// key-value, outside the prefix, or revisions going backwards).
+pub fn batches(prefix: &Prefix, response: &WatchResponse) -> Result<Vec<RevisionBatch>, String> {
+    let mut batches: Vec<RevisionBatch> = Vec::new();
+    for event in response.events() {
+        let kv = event.kv().ok_or("event without kv")?;
+        let revision = kv.mod_revision();
+        let outside = || format!("event for key outside the prefix: {:?}", kv.key());
+        let (kind, kv) = match event.event_type() {
+            EventType::Put => (EventKind::Put, prefix.key_value(kv).ok_or_else(outside)?),
+            EventType::Delete => {
+                let key = Bytes::copy_from_slice(prefix.strip(kv.key()).ok_or_else(outside)?);
+                (EventKind::Delete, KeyValue::tombstone(key, revision))
+            }
+        };
+        let prev_kv = event.prev_kv().and_then(|p| prefix.key_value(p));
+        let event = Event { kind, kv, prev_kv };
+        match batches.last_mut() {
+            Some(batch) if batch.revision == revision => batch.events.push(event),
+            Some(batch) if batch.revision > revision => {
+                return Err(format!("revision {revision} after {}", batch.revision));
+            }
+            _ => batches.push(RevisionBatch { revision, events: vec![event] }),
+        }
+    }
+    Ok(batches)
+}
+
+/// Whether etcd `version` sends progress notifications in order with
+/// events. Before 3.4.25 and 3.5.8 a requested progress notification could
+/// overtake events of its own revision (etcd #15220, fixed by etcd #15237).
+pub fn progress_is_ordered(version: &str) -> bool {
+    let mut parts = version
+        .trim()
+        .split('.')
+        .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) =
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match (major, minor) {
+        (3, 4) => patch >= 25,
+        (3, 5) => patch >= 8,
+        (3, m) => m > 5,
+        (m, _) => m > 3,
+    }
+}
+
+/// What a progress notification allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Move head to this revision (ignored unless it is ahead).
+    Advance(Revision),
+    /// The watch is still catching up: head may move to this revision (the
+    /// watch's creation revision) only if etcd confirms no change of the
+    /// namespace happened between head and it.
+    CheckQuietUntil(Revision),
+}
+
+/// How far progress notifications may move head on one watch stream.
+///
+/// Two hazards: a watch still catching up may be sent progress ahead of the
+/// events it has yet to deliver (so progress counts only once head reached
+/// the revision the watch was created at), and on etcd before 3.4.25/3.5.8 a
+/// progress notification may overtake the events of its own revision. For
+/// the latter the gate does what Kubernetes' watch cache does: trust
+/// `revision − 1` at first, and `revision` itself only when a second
+/// notification repeats it with no event in between.
+#[derive(Debug, Clone)]
+pub struct ProgressGate {
+    created_revision: Revision,
+    synced: bool,
+    ordered: bool,
+    unconfirmed: Option<Revision>,
+}
+
+impl ProgressGate {
+    /// The gate of a watch created when etcd was at `created_revision`, with
+    /// the cache at `head`; `ordered` from [`progress_is_ordered`].
+    pub fn new(created_revision: Revision, head: Revision, ordered: bool) -> Self {
+        Self { created_revision, synced: head >= created_revision, ordered, unconfirmed: None }
+    }
+
+    /// Events were applied; head is now `head`.
+    pub fn events_applied(&mut self, head: Revision) {
+        self.unconfirmed = None;
+        if head >= self.created_revision {
+            self.synced = true;
+        }
+    }
+
+    /// etcd confirmed the namespace was quiet up to the creation revision.
+    pub fn confirmed_quiet(&mut self) {
+        self.synced = true;
+    }
+
+    /// What a progress notification at `revision` allows.
+    pub fn on_progress(&mut self, revision: Revision) -> Verdict {
+        if !self.synced {
+            return Verdict::CheckQuietUntil(self.created_revision);
+        }
+        if self.ordered || self.unconfirmed == Some(revision) {
+            self.unconfirmed = None;
+            return Verdict::Advance(revision);
+        }
+        self.unconfirmed = Some(revision);
+        Verdict::Advance(revision - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_with_ordered_progress() {
+        for (version, ordered) in [
+            ("3.4.23", false),
+            ("3.4.25", true),
+            ("3.5.1", false),
+            ("3.5.7", false),
+            ("3.5.8", true),
+            ("3.5.17", true),
+            ("3.6.0", true),
+            ("3.6.0-rc.1", true),
+            ("3.3.27", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(progress_is_ordered(version), ordered, "{version}");
+        }
+    }
+
+    #[test]
+    fn a_catching_up_watch_needs_a_quiet_check() {
+        let mut gate = ProgressGate::new(10, 7, true);
+        assert_eq!(gate.on_progress(12), Verdict::CheckQuietUntil(10));
+        gate.events_applied(9);
+        assert_eq!(gate.on_progress(12), Verdict::CheckQuietUntil(10));
+        gate.events_applied(10);
+        assert_eq!(gate.on_progress(12), Verdict::Advance(12));
+        let mut quiet = ProgressGate::new(10, 7, true);
+        quiet.confirmed_quiet();
+        assert_eq!(quiet.on_progress(11), Verdict::Advance(11));
+    }
+
+    #[test]
+    fn unordered_etcd_progress_is_trusted_one_revision_short_until_repeated() {
+        let mut gate = ProgressGate::new(10, 10, false);
+        assert_eq!(gate.on_progress(15), Verdict::Advance(14));
+        assert_eq!(gate.on_progress(15), Verdict::Advance(15), "repeated with no event between");
+        assert_eq!(gate.on_progress(16), Verdict::Advance(15));
+        gate.events_applied(16);
+        assert_eq!(gate.on_progress(17), Verdict::Advance(16), "an event in between: not a repeat");
+    }
+}

@@ -1,0 +1,19 @@
+//! The fan-out: any number of subscribers on one namespace's history, with
+//! no per-subscriber copies of events.
+//!
+//! A [`Subscription`] is a cursor into the cache's shared history, woken
+//! when head moves; [`select`] says which events of a batch its key range
+//! wants; [`FrameMemo`] renders each batch once per output [`Shape`] and
+//! shares the bytes. Every streaming surface (SSE on `/v1`, and the other
+//! dialects) is built from these three, and none of them knows a wire format.
+
+mod frames;
+mod selection;
+mod subscription;
+
+pub use frames::{FrameMemo, MEMO_BYTES, MEMO_REVISIONS, Rendered, Shape};
+pub use selection::{Selected, select};
+pub use subscription::{Subscription, Update};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,159 @@
+//! Subscriptions against the cache's model (`cache::testing`): every batch
+//! delivered once and in order, resets when the window or a re-list takes
+//! the subscriber's place away, progress only when nothing is pending, and a
+//! subscriber racing a writer on another thread.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::{Subscription, Update};
+use crate::cache::testing::*;
+use crate::cache::{KeyValue, Meta, ResetReason, Revision, RevisionPolicy};
+
+/// Applies `steps` while a subscriber drains after each one; returns what
+/// it received and the revisions of every batch applied.
+async fn deliver(steps: &[Step], window: u64) -> (Vec<Revision>, Vec<Revision>) {
+    let loader = FakeLoader::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: window }), 1 << 30, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    let mut subscriber = Subscription::new(&cache, 1);
+    let (mut delivered, mut applied) = (Vec::new(), Vec::new());
+    for step in steps {
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), step);
+        match batch {
+            Some(batch) => {
+                applied.push(batch.revision);
+                cache.apply(batch).await.unwrap();
+            }
+            None => {
+                let head = loader.0.lock().unwrap().head();
+                cache.advance(head).await;
+            }
+        }
+        while let Some(update) = subscriber.try_next() {
+            match update {
+                Update::Batch(entry) => delivered.push(entry.revision),
+                Update::Reset(reason) => panic!("unexpected reset {reason:?}"),
+            }
+        }
+    }
+    (delivered, applied)
+}
+
+proptest! {
+    #[test]
+    fn a_subscriber_that_keeps_up_gets_every_batch_once_in_order(
+        steps in prop::collection::vec(step(), 1..60),
+        window in 1u64..30,
+    ) {
+        let (delivered, applied) = runtime().block_on(deliver(&steps, window));
+        prop_assert_eq!(delivered, applied);
+    }
+}
+
+/// Many batches applied on one thread while a subscriber awaits `next()` on
+/// another: the subscriber's cursor and the writer's publish race, and the
+/// subscriber must still see every batch exactly once, in order.
+#[test]
+fn a_subscriber_racing_the_writer_misses_and_repeats_nothing() {
+    const BATCHES: usize = 2000;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let loader = FakeLoader::default();
+        let cache =
+            cache_with(Box::new(RevisionPolicy { history_revisions: 100_000 }), 1 << 30, loader.clone());
+        loader.0.lock().unwrap().states.insert(1, State::new());
+        cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+        let mut subscriber = Subscription::new(&cache, 1);
+        let reader = tokio::spawn(async move {
+            let mut seen = Vec::with_capacity(BATCHES);
+            while seen.len() < BATCHES {
+                match tokio::time::timeout(Duration::from_secs(10), subscriber.next()).await {
+                    Ok(Some(Update::Batch(entry))) => seen.push(entry.revision),
+                    Ok(other) => panic!("unexpected {other:?}"),
+                    Err(_) => panic!("no batch within 10 s after {}", seen.len()),
+                }
+            }
+            seen
+        });
+        let writer = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                let mut applied = Vec::with_capacity(BATCHES);
+                for i in 0..BATCHES {
+                    let step =
+                        Step::Batch { gap: 1 + (i % 2) as i64, ops: vec![((i % 10) as u8, Some(vec![1]))] };
+                    let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+                    applied.push(batch.revision);
+                    cache.apply(batch).await.unwrap();
+                    if i % 7 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                applied
+            }
+        });
+        let applied = writer.await.unwrap();
+        let seen = reader.await.unwrap();
+        assert_eq!(seen, applied);
+    });
+}
+
+#[tokio::test]
+async fn subscriber_behind_the_window_gets_lagged_reset_and_resyncs() {
+    let loader = FakeLoader::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 3 }), 1 << 20, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    let mut slow = Subscription::new(&cache, 1);
+    for _ in 0..10 {
+        let step = Step::Batch { gap: 1, ops: vec![(1, Some(b"v".to_vec()))] };
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+        cache.apply(batch).await.unwrap();
+    }
+    assert!(matches!(slow.try_next(), Some(Update::Reset(ResetReason::Lagged))));
+    let view = slow.resync();
+    assert_eq!((slow.cursor(), view.head), (11, 11));
+    assert!(slow.try_next().is_none());
+}
+
+#[tokio::test]
+async fn relist_resets_subscribers_with_its_reason() {
+    let loader = FakeLoader::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 100 }), 1 << 20, loader.clone());
+    cache.snapshot_builder(5).install(ResetReason::Relisted).await;
+    let mut sub = Subscription::new(&cache, 5);
+    let mut builder = cache.snapshot_builder(9);
+    builder
+        .add([KeyValue {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            meta: Meta { create_revision: 8, mod_revision: 8, version: 1, lease: 0, value_len: 1 },
+        }])
+        .await;
+    builder.install(ResetReason::Compacted).await;
+    assert!(matches!(sub.try_next(), Some(Update::Reset(ResetReason::Compacted))));
+    let mut late = Subscription::new(&cache, 9);
+    assert!(late.try_next().is_none(), "a cursor at the new snapshot continues");
+}
+
+#[tokio::test]
+async fn progress_moves_subscribers_only_when_nothing_is_pending() {
+    let loader = FakeLoader::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 100 }), 1 << 20, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    let mut sub = Subscription::new(&cache, 1);
+    let batch =
+        apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] })
+            .unwrap();
+    cache.apply(batch).await.unwrap();
+    cache.advance(7).await;
+    assert_eq!(sub.progress(), None, "a batch is pending");
+    assert!(matches!(sub.try_next(), Some(Update::Batch(e)) if e.revision == 2));
+    assert_eq!(sub.progress(), Some(7));
+    assert_eq!(sub.progress(), Some(7), "nothing new: still complete up to head");
+}
