@@ -300,6 +300,12 @@ impl Collector for CacheCollector {
                 )],
             ),
             (
+                "value_evictions",
+                "Values dropped for cache.max_value_bytes or, with the ttl policy, for being idle (all namespaces)",
+                true,
+                vec![(Vec::new(), i64::try_from(self.namespaces.values().evictions()).unwrap_or(i64::MAX))],
+            ),
+            (
                 "values",
                 "Values cached (all namespaces)",
                 false,

@@ -28,6 +28,10 @@ impl ValueLoader for NoEtcd {
     fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
         Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
     }
+
+    fn compact_revision(&self, _: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
+        Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    }
 }
 
 /// The key of item `i`: realistic shape, sorted like the numbers.

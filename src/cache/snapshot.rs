@@ -137,34 +137,35 @@ impl Snapshot {
             Source::Etcd => {
                 let request =
                     LoadRequest { range: range.clone(), revision: self.revision, limit: 1, keys_only: true };
-                Ok(self.loader_call(request).await?.count)
+                match self.loader_call(request).await {
+                    Ok(loaded) => Ok(loaded.count),
+                    Err(e) => Err(self.read_error(e).await),
+                }
             }
         }
     }
 
     async fn load(&self, range: KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
         let request = LoadRequest { range, revision: self.revision, limit, keys_only };
-        let loaded = self.loader_call(request).await?;
-        Ok(Page { kvs: loaded.kvs, more: loaded.more })
+        match self.loader_call(request).await {
+            Ok(loaded) => Ok(Page { kvs: loaded.kvs, more: loaded.more }),
+            Err(e) => Err(self.read_error(e).await),
+        }
     }
 
-    async fn loader_call(&self, request: LoadRequest) -> Result<Loaded, ReadError> {
+    async fn loader_call(&self, request: LoadRequest) -> Result<Loaded, UpstreamError> {
         let inner = &self.cache.inner;
         ValueStats::count(&inner.stats.read_throughs, 1);
-        match inner.loader.load(request).await {
-            Ok(loaded) => {
-                inner.status.observe_etcd_revision(loaded.revision);
-                Ok(loaded)
-            }
-            Err(e) => Err(self.read_error(e)),
-        }
+        let loaded = inner.loader.load(request).await?;
+        inner.status.observe_etcd_revision(loaded.revision);
+        Ok(loaded)
     }
 
     /// A failure to read this snapshot's state from etcd: etcd's compaction
     /// is the client's `compacted` at this snapshot's revision.
-    fn read_error(&self, e: UpstreamError) -> ReadError {
+    async fn read_error(&self, e: UpstreamError) -> ReadError {
         match e {
-            UpstreamError::Compacted { .. } => self.cache.compacted(self.revision),
+            UpstreamError::Compacted { .. } => self.cache.compacted(self.revision).await,
             other => ReadError::Upstream(other),
         }
     }
@@ -179,9 +180,10 @@ impl Snapshot {
         }
         ValueStats::count(&inner.stats.misses, 1);
         let load = self.load_version(key.clone(), meta.mod_revision);
-        let value =
-            inner.values.get_or_load(value_key, load).await.map_err(|e| self.read_error((*e).clone()))?;
-        Ok(KeyValue { key, value, meta })
+        match inner.values.get_or_load(value_key, load).await {
+            Ok(value) => Ok(KeyValue { key, value, meta }),
+            Err(e) => Err(self.read_error((*e).clone()).await),
+        }
     }
 
     /// Values of a page of versions: hits from memory, all misses with one
@@ -225,7 +227,10 @@ impl Snapshot {
     async fn value_of_missing(&self, key: Bytes, meta: Meta) -> Result<Bytes, ReadError> {
         let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
         let load = self.load_version(key, meta.mod_revision);
-        self.cache.inner.values.get_or_load(value_key, load).await.map_err(|e| self.read_error((*e).clone()))
+        match self.cache.inner.values.get_or_load(value_key, load).await {
+            Ok(value) => Ok(value),
+            Err(e) => Err(self.read_error((*e).clone()).await),
+        }
     }
 
     /// One ranged read at the snapshot revision, keyed for lookup.
@@ -236,8 +241,8 @@ impl Snapshot {
                 Ok(loaded.kvs.into_iter().map(|kv| (kv.key, (kv.meta.mod_revision, kv.value))).collect())
             }
             // Compacted at the snapshot's revision: the per-key path reads the latest instead.
-            Err(ReadError::Compacted { .. }) => Ok(HashMap::new()),
-            Err(e) => Err(e),
+            Err(UpstreamError::Compacted { .. }) => Ok(HashMap::new()),
+            Err(e) => Err(ReadError::Upstream(e)),
         }
     }
 

@@ -69,6 +69,11 @@ impl ValueLoader for FakeLoader {
         let head = self.0.lock().unwrap().head();
         Box::pin(async move { Ok(head) })
     }
+
+    fn compact_revision(&self, _: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
+        let compacted = self.0.lock().unwrap().compacted;
+        Box::pin(async move { Ok(compacted) })
+    }
 }
 
 pub(crate) fn cache_with(

@@ -53,6 +53,10 @@ pub trait ValueLoader: Send + Sync + 'static {
 
     /// etcd's current revision, from a linearizable request.
     fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>>;
+
+    /// etcd's compaction revision (the oldest it can still read), asked
+    /// after etcd refused to read at `compacted` for that reason.
+    fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>>;
 }
 
 /// Identity of one cached value.
@@ -87,6 +91,9 @@ impl ValueStats {
 #[derive(Clone)]
 pub struct ValueStore {
     cache: moka::future::Cache<ValueKey, Bytes>,
+    /// Values dropped for the byte budget or for being idle (not the ones
+    /// invalidated because their version left the window).
+    evictions: Arc<AtomicU64>,
 }
 
 impl ValueStore {
@@ -100,7 +107,23 @@ impl ValueStore {
         if let Some(idle) = idle {
             builder = builder.time_to_idle(idle);
         }
-        Self { cache: builder.build() }
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&evictions);
+        builder = builder.eviction_listener(move |_, _, cause| {
+            if matches!(
+                cause,
+                moka::notification::RemovalCause::Size | moka::notification::RemovalCause::Expired
+            ) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Self { cache: builder.build(), evictions }
+    }
+
+    /// Values evicted so far for the byte budget or idleness (counted when
+    /// moka's maintenance runs).
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// The value if cached.

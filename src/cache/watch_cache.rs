@@ -312,15 +312,27 @@ impl WatchCache {
         }
     }
 
-    /// The error of a read at `revision`, which neither the window nor etcd
-    /// holds any more: names the oldest revision still available.
-    pub(super) fn compacted(&self, revision: Revision) -> ReadError {
-        let view = self.view();
-        let oldest = view.history.oldest_revision().unwrap_or(0);
-        ReadError::Compacted {
-            revision,
-            compact_revision: oldest.max(self.inner.status.etcd_compact_revision()),
+    /// The error of a read at `revision`, which etcd said it compacted:
+    /// names the oldest revision still available, which is etcd's
+    /// compaction revision (learnt from etcd when not known yet); failing
+    /// that, the start of the window.
+    pub(super) async fn compacted(&self, revision: Revision) -> ReadError {
+        let status = &self.inner.status;
+        if status.etcd_compact_revision() <= revision {
+            match self.inner.loader.compact_revision(revision).await {
+                Ok(compact_revision) => status.observe_compaction(compact_revision),
+                Err(e) => {
+                    tracing::debug!(namespace = self.name(), error = %e, "etcd's compaction revision is unknown")
+                }
+            }
         }
+        let known = status.etcd_compact_revision();
+        let compact_revision = if known > revision {
+            known
+        } else {
+            self.view().history.oldest_revision().unwrap_or(0).max(known)
+        };
+        ReadError::Compacted { revision, compact_revision }
     }
 
     async fn install(&self, revision: Revision, index: Index, reason: ResetReason) {
@@ -336,6 +348,7 @@ impl WatchCache {
         }));
         self.inner.status.relists.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.status.set_ready();
+        self.inner.status.set_relisting(false);
         self.inner.head_tx.send_replace(revision);
         self.forget_superseded(old.history.entries().iter()).await;
     }

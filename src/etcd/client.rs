@@ -45,7 +45,9 @@ pub fn classify(e: etcd_client::Error) -> UpstreamError {
                 Code::OutOfRange if text.contains("too large") => UpstreamError::TooLarge { message },
                 Code::InvalidArgument if text.contains("too large") => UpstreamError::TooLarge { message },
                 Code::InvalidArgument | Code::OutOfRange => UpstreamError::InvalidArgument { message },
+                // tonic's own request timeout (etcd.request_timeout) is a Cancelled "Timeout expired".
                 Code::DeadlineExceeded => UpstreamError::Timeout { message },
+                Code::Cancelled if text.contains("Timeout expired") => UpstreamError::Timeout { message },
                 // ResourceExhausted is etcd's "too many requests": try again later.
                 Code::Unavailable
                 | Code::Unknown
@@ -69,6 +71,9 @@ pub struct EtcdClient {
     endpoints: Arc<[(String, Client)]>,
     /// Largest response decoded (etcd-client's default of 4 MB fails large pages and catch-ups).
     max_message_bytes: usize,
+    /// Bound on one unary request (etcd-client applies it to each call; a
+    /// caller that waits on a stream applies it itself).
+    request_timeout: std::time::Duration,
     /// Index of the endpoint calls go to first; moves on transport failures.
     current: Arc<AtomicUsize>,
 }
@@ -88,12 +93,22 @@ impl EtcdClient {
             endpoints.push((endpoint.clone(), client));
         }
         let max_message_bytes = usize::try_from(config.max_message_bytes.bytes()).unwrap_or(usize::MAX);
-        Ok(Self { endpoints: endpoints.into(), current: Arc::new(AtomicUsize::new(0)), max_message_bytes })
+        Ok(Self {
+            endpoints: endpoints.into(),
+            current: Arc::new(AtomicUsize::new(0)),
+            max_message_bytes,
+            request_timeout: config.request_timeout.get(),
+        })
     }
 
     /// The largest response a client decodes.
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+
+    /// The bound on one request (`etcd.request_timeout`).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.request_timeout
     }
 
     /// A range read with failover, decoding responses up to `max_message_bytes`.
@@ -235,6 +250,7 @@ mod tests {
                 "context deadline exceeded",
                 U::Timeout { message: m("DeadlineExceeded: context deadline exceeded") },
             ),
+            (Code::Cancelled, "Timeout expired", U::Timeout { message: m("Cancelled: Timeout expired") }),
             (
                 Code::Unavailable,
                 "etcdserver: no leader",

@@ -1,10 +1,11 @@
 //! [`EtcdLoader`]: the cache's [`ValueLoader`] for one namespace, reading
 //! etcd through the failover client.
 
-use etcd_client::GetOptions;
+use etcd_client::{GetOptions, WatchOptions};
 use futures_util::future::BoxFuture;
 
 use super::EtcdClient;
+use super::client::classify;
 use super::keys::Prefix;
 use crate::cache::{KeyRange, LoadRequest, Loaded, Revision, UpstreamError, ValueLoader};
 
@@ -56,6 +57,35 @@ impl EtcdLoader {
     }
 }
 
+impl EtcdLoader {
+    /// etcd tells its compaction revision only when it cancels a watch that
+    /// starts below it: so watch the namespace from `compacted` (known to be
+    /// compacted) and read the cancel. Bounded by `etcd.request_timeout`.
+    async fn compaction(&self, compacted: Revision) -> Result<Revision, UpstreamError> {
+        let (start, end) = self.prefix.etcd_range(&KeyRange::all());
+        let (_, client) = self.client.current();
+        let probe = async {
+            let options = WatchOptions::new().with_range(end).with_start_revision(compacted);
+            let stream = client.watch_client().watch(start, Some(options)).await.map_err(classify)?;
+            let (_requests, mut responses) = stream.split();
+            // `created`, then the cancel (NOTES.md): anything else means no answer.
+            for _ in 0..2 {
+                match responses.message().await.map_err(classify)? {
+                    Some(r) if r.canceled() && r.compact_revision() > 0 => return Ok(r.compact_revision()),
+                    Some(r) if r.created() => {}
+                    _ => break,
+                }
+            }
+            Err(UpstreamError::Failed {
+                message: format!("no compaction reported for a watch from {compacted}"),
+            })
+        };
+        tokio::time::timeout(self.client.request_timeout(), probe).await.unwrap_or_else(|_| {
+            Err(UpstreamError::Timeout { message: "waiting for etcd's compaction revision".into() })
+        })
+    }
+}
+
 impl ValueLoader for EtcdLoader {
     fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
         Box::pin(self.load_range(request))
@@ -63,5 +93,9 @@ impl ValueLoader for EtcdLoader {
 
     fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
         Box::pin(self.linearizable_revision())
+    }
+
+    fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
+        Box::pin(self.compaction(compacted))
     }
 }

@@ -1,53 +1,12 @@
 //! `/metrics` after a scripted workload: the exposition parses and the
 //! counters have the expected values.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::http::get;
+use crate::support::metrics::value;
 use crate::support::sse::SseClient;
 use crate::support::{Etcd, Gateway, wait_until};
-
-/// Samples of an exposition: (name, labels) -> value. Panics on a malformed line.
-fn parse(text: &str) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut samples = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("malformed line {line:?}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("malformed value in {line:?}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("malformed labels in {line:?}"));
-                let labels = body
-                    .split("\",")
-                    .filter(|p| !p.is_empty())
-                    .map(|pair| {
-                        let (k, v) =
-                            pair.split_once("=\"").unwrap_or_else(|| panic!("malformed label in {line:?}"));
-                        (k.to_owned(), v.trim_end_matches('"').to_owned())
-                    })
-                    .collect();
-                (name.to_owned(), labels)
-            }
-            None => (series.to_owned(), BTreeMap::new()),
-        };
-        samples.insert((name, labels), value);
-    }
-    samples
-}
-
-fn value(
-    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    samples
-        .iter()
-        .filter(|((n, l), _)| {
-            n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, v)| *v)
-        .sum()
-}
 
 #[tokio::test]
 async fn counters_follow_a_scripted_workload() {
@@ -68,9 +27,7 @@ async fn counters_follow_a_scripted_workload() {
     assert_eq!(a.next_not_progress().await.id, changed.to_string());
     assert_eq!(b.next_not_progress().await.id, changed.to_string());
 
-    let scrape = || async {
-        parse(&get(&gw.url("/metrics")).await.body.iter().map(|b| *b as char).collect::<String>())
-    };
+    let scrape = || crate::support::metrics::scrape(&gw);
     let samples = scrape().await;
     let key_route = "/v1/namespaces/{ns}/kv/{*key}";
     assert_eq!(

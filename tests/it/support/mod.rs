@@ -7,6 +7,7 @@ pub mod cache;
 pub mod etcd;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod sse;
 pub mod tls;

@@ -1,14 +1,19 @@
-//! A TCP proxy in front of etcd that a test can cut and restore: the
-//! gateway loses etcd while etcd itself keeps running (and can be written to
-//! or compacted behind the gateway's back).
+//! A TCP proxy in front of etcd that a test can cut, stall and restore: the
+//! gateway loses etcd (or its connection goes silent) while etcd itself
+//! keeps running and can be written to or compacted behind its back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Bytes copied per read.
+const CHUNK: usize = 16 * 1024;
 
 /// A running proxy; stops on drop.
 pub struct Proxy {
@@ -17,7 +22,27 @@ pub struct Proxy {
     open: Arc<AtomicBool>,
     /// Cancelled to drop every current connection.
     generation: Arc<std::sync::Mutex<CancellationToken>>,
+    /// `false` while stalled: connections stay open and nothing flows.
+    flowing: watch::Sender<bool>,
     task: JoinHandle<()>,
+}
+
+/// Copies `from` to `to`, holding every chunk while the proxy is stalled.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut flowing: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if flowing.wait_for(|f| *f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -28,24 +53,29 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let open = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (open2, generation2) = (open.clone(), generation.clone());
+        let (flowing, _) = watch::channel(true);
+        let (open2, generation2, flowing2) = (open.clone(), generation.clone(), flowing.clone());
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !open2.load(Ordering::SeqCst) {
                     continue; // dropped: connection refused in effect
                 }
                 let cut = generation2.lock().unwrap().clone();
                 let upstream = upstream.clone();
+                let flowing = flowing2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else { return };
+                    let Ok(outbound) = TcpStream::connect(&upstream).await else { return };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
                     tokio::select! {
                         () = cut.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = pump(in_read, out_write, flowing.clone()) => {}
+                        () = pump(out_read, in_write, flowing) => {}
                     }
                 });
             }
         });
-        Self { addr, open, generation, task }
+        Self { addr, open, generation, flowing, task }
     }
 
     /// The URL clients use.
@@ -61,9 +91,16 @@ impl Proxy {
         *generation = CancellationToken::new();
     }
 
-    /// Accepts connections again.
+    /// Stops forwarding in both directions while keeping every connection
+    /// (and accepting new ones): to both sides the other has frozen.
+    pub fn stall(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    /// Accepts connections and forwards bytes again.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+        self.flowing.send_replace(true);
     }
 }
 
