@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
-    etcd_cache_gateway::telemetry::init(&config.log).map_err(|e| anyhow::anyhow!(e))?;
+    let _logs = etcd_cache_gateway::telemetry::init(&config.log).map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -21,11 +21,14 @@ pub fn on_signal() -> CancellationToken {
         };
         #[cfg(not(unix))]
         let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-            () = term => tracing::info!("SIGTERM received, shutting down"),
-        }
+        // Cancel first, log second: shutting down must not depend on the log
+        // output working.
+        let signal = tokio::select! {
+            _ = ctrl_c => "SIGINT",
+            () = term => "SIGTERM",
+        };
         cancel.cancel();
+        tracing::info!(signal, "shutting down");
     });
     token
 }

@@ -206,7 +206,11 @@ where
             return Ok(Self::Anonymous);
         }
         let secret = presented(&parts.headers, parts.uri.query());
-        state.tokens.authenticate(secret.as_deref())
+        let caller = state.tokens.authenticate(secret.as_deref())?;
+        if let Some(name) = caller.token_name() {
+            super::logging::record_token(name);
+        }
+        Ok(caller)
     }
 }
 

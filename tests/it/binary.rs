@@ -59,3 +59,150 @@ fn check_config_prints_the_effective_config() {
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["listen"], "127.0.0.1:9999");
 }
+
+/// `etcd-cache-gateway 2>&1 | head -1`: once the reader is gone every write
+/// to the output fails. The gateway must go on answering, and stop on SIGTERM.
+#[tokio::test]
+async fn a_closed_output_pipe_neither_stops_answering_nor_ignores_sigterm() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use crate::support::{Etcd, free_port, wait_until};
+
+    let etcd = Etcd::start().await;
+    let port = free_port();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = KillOnDrop(
+        gateway()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd-endpoints", &etcd.endpoint()])
+            // Every request logs: every request meets the broken pipe.
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::from(writer.try_clone().unwrap()))
+            .stderr(Stdio::from(writer))
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the gateway answers", Duration::from_secs(30), || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    for _ in 0..20 {
+        let reply = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    assert!(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap().success());
+    let status =
+        crate::support::wait::wait_for("the gateway exits on SIGTERM", Duration::from_secs(30), || {
+            let status = child.0.try_wait().unwrap();
+            async move { status }
+        })
+        .await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// A child process killed (and reaped) when the test ends, also by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the binary with `extra` appended to a config that has a token
+/// `reader` (secret `the-real-secret`), its output going to a file; makes an
+/// authenticated request and one with the secret in the wrong parameter,
+/// stops it with SIGTERM, and returns what it logged.
+async fn log_of_two_requests(extra: &str) -> String {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use crate::support::{Etcd, free_port, wait_until};
+
+    let etcd = Etcd::start().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n{extra}\n[etcd]\nendpoints = [\"{}\"]\n\
+             [[tokens]]\nname = \"reader\"\nsecret = \"the-real-secret\"\nnamespaces = [\"*\"]\n",
+            etcd.endpoint()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("gateway.log");
+    let mut child = KillOnDrop(
+        gateway()
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the gateway answers", Duration::from_secs(30), || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let ok = reqwest::get(format!("{base}/v1/namespaces?access_token=the-real-secret")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let typo = reqwest::get(format!("{base}/v1/namespaces?token=a-typed-secret")).await.unwrap();
+    assert_eq!(typo.status(), 401);
+    assert!(Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap().success());
+    crate::support::wait::wait_for("the gateway exits", Duration::from_secs(30), || {
+        let status = child.0.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    std::fs::read_to_string(&log).unwrap()
+}
+
+/// Access lines as an operator reads them from a file: the client's address
+/// and the token's name, latencies in whole microseconds, no colour codes,
+/// and never a secret, whatever parameter it was put in.
+#[tokio::test]
+async fn access_lines_name_client_and_token_and_never_a_secret() {
+    let text = log_of_two_requests("").await;
+    assert!(!text.contains('\u{1b}'), "no colour codes in a file:\n{text}");
+    assert!(!text.contains("the-real-secret") && !text.contains("a-typed-secret"), "{text}");
+    let line = |needle: &str| {
+        text.lines()
+            .find(|l| l.contains(needle) && l.contains("response"))
+            .unwrap_or_else(|| panic!("no response line for {needle}:\n{text}"))
+    };
+    let authenticated = line("uri=/v1/namespaces?access_token=REDACTED");
+    assert!(authenticated.contains(" token=reader"), "{authenticated}");
+    assert!(authenticated.contains("client=127.0.0.1:"), "{authenticated}");
+    let refused = line("uri=/v1/namespaces?token=REDACTED");
+    assert!(refused.contains("status=401") && !refused.contains(" token="), "{refused}");
+    let latency = authenticated.split("latency_ms=").nth(1).unwrap().split_whitespace().next().unwrap();
+    let decimals = latency.split('.').nth(1).map_or(0, str::len);
+    assert!(latency.parse::<f64>().is_ok() && decimals <= 3, "whole microseconds: {latency}");
+}
+
+/// JSON lines: one object each, every field once (the request's fields in
+/// `span`, not again in a span list), the secret nowhere.
+#[tokio::test]
+async fn json_log_lines_carry_each_field_once() {
+    let text = log_of_two_requests("[log]\nformat = \"json\"").await;
+    assert!(!text.contains("the-real-secret") && !text.contains("a-typed-secret"), "{text}");
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let response = lines
+        .iter()
+        .find(|l| {
+            l["message"] == "response"
+                && l["status"] == 200
+                && l["span"]["uri"].as_str().is_some_and(|u| u.starts_with("/v1/"))
+        })
+        .unwrap_or_else(|| panic!("no /v1 response line:\n{text}"));
+    assert!(response.get("spans").is_none(), "no second copy of the span: {response}");
+    assert_eq!(response["span"]["token"], "reader");
+    assert_eq!(response["span"]["uri"], "/v1/namespaces?access_token=REDACTED");
+}
