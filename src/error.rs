@@ -26,7 +26,24 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cache::{ReadError, UpstreamError};
+use crate::cache::{NamespaceStatus, ReadError, UpstreamError};
+
+/// The detail of `not_ready`: which namespaces are still loading, and why
+/// when a load failed.
+fn not_ready(namespaces: &[NamespaceStatus]) -> String {
+    let waiting: Vec<String> = namespaces
+        .iter()
+        .filter(|ns| !ns.ready)
+        .map(|ns| match &ns.last_error {
+            Some(error) => format!("{:?} ({error})", ns.name),
+            None => format!("{:?} (loading)", ns.name),
+        })
+        .collect();
+    if waiting.is_empty() {
+        return "the gateway is not ready yet".into();
+    }
+    format!("not loaded yet: {}; the gateway keeps trying", waiting.join(", "))
+}
 
 /// When a client should retry after etcd was unavailable: about what the
 /// reflector's first reconnect attempts take.
@@ -41,6 +58,7 @@ pub const CODES: &[&str] = &[
     "unauthorized",
     "forbidden",
     "not_found",
+    "method_not_allowed",
     "namespace_not_found",
     "key_not_found",
     "compacted",
@@ -68,9 +86,16 @@ pub enum ApiError {
         /// What is wrong, naming the parameter.
         detail: String,
     },
-    /// No valid token was presented.
-    #[error("a valid bearer token is required")]
-    Unauthorized,
+    /// No valid token was presented (`presented`: one was, but it is not valid).
+    #[error(
+        "{}this gateway needs a token: send it as the header `Authorization: Bearer <token>`, as the query \
+         parameter `access_token=<token>`, or as the cookie `gateway_token=<token>`",
+        if *presented { "the token presented is not valid; " } else { "" }
+    )]
+    Unauthorized {
+        /// Whether a token was sent at all.
+        presented: bool,
+    },
     /// The token may not read this namespace.
     #[error("this token may not read namespace {namespace:?}")]
     Forbidden {
@@ -90,10 +115,16 @@ pub enum ApiError {
         namespace: String,
     },
     /// The key does not exist at `revision`.
-    #[error("key not found at revision {revision}")]
+    #[error("key {key:?} not found in namespace {namespace:?} at revision {revision}{hint}")]
     KeyNotFound {
+        /// The key asked for, as text (lossy for keys that are not UTF-8).
+        key: String,
+        /// The namespace it was looked up in.
+        namespace: String,
         /// Revision the answer reflects.
         revision: i64,
+        /// A suggestion, when the key looks like a common mistake ("" else).
+        hint: String,
     },
     /// The revision asked for is older than the oldest one available.
     #[error("revision {revision} has been compacted; the oldest available is {compact_revision}")]
@@ -151,19 +182,31 @@ pub enum ApiError {
         /// Which limit, and what to do.
         detail: String,
     },
-    /// A watch subscriber limit is reached.
+    /// A cap on watch streams is reached.
     #[error("{detail}")]
     TooManyWatchers {
-        /// Which limit.
+        /// Which cap, its value and the setting that sets it.
         detail: String,
+        /// The cap is the caller's own (per token): 429, else the gateway's (503).
+        callers_own: bool,
         /// When to try again.
         retry_after: Duration,
     },
-    /// The gateway has not finished its first sync.
-    #[error("not ready")]
+    /// The method is not served (`/v1` is read-only).
+    #[error(
+        "{method} is not allowed on {path}: the gateway only reads on /v1 (allowed: GET, HEAD); write to etcd itself"
+    )]
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
+    /// A namespace (or, for `/readyz`, any) has not finished its first load.
+    #[error("{}", not_ready(namespaces))]
     NotReady {
         /// Per-namespace state, shown to the client.
-        namespaces: Value,
+        namespaces: Vec<NamespaceStatus>,
     },
     /// A bug or an unexpected failure; the cause is logged, not shown.
     #[error("internal error")]
@@ -222,7 +265,9 @@ impl ApiError {
             Self::BadRequest { .. } | Self::FutureRevision { .. } | Self::EtcdFutureRevision => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyWatchers { callers_own: true, .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RouteNotFound { .. } | Self::NamespaceNotFound { .. } | Self::KeyNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -242,7 +287,8 @@ impl ApiError {
     fn code_and_title(&self) -> (&'static str, &'static str) {
         match self {
             Self::BadRequest { .. } => ("bad_request", "Bad request"),
-            Self::Unauthorized => ("unauthorized", "Unauthorized"),
+            Self::Unauthorized { .. } => ("unauthorized", "Unauthorized"),
+            Self::MethodNotAllowed { .. } => ("method_not_allowed", "Method not allowed"),
             Self::Forbidden { .. } => ("forbidden", "Forbidden"),
             Self::RouteNotFound { .. } => ("not_found", "Not found"),
             Self::NamespaceNotFound { .. } => ("namespace_not_found", "Namespace not found"),
@@ -265,10 +311,13 @@ impl ApiError {
         let (code, title) = self.code_and_title();
         let problem = Problem::new(self.status(), code, title, self.to_string());
         match self {
-            Self::KeyNotFound { revision } => problem.with("revision", *revision),
+            Self::KeyNotFound { key, namespace, revision, .. } => problem
+                .with("revision", *revision)
+                .with("key", key.as_str())
+                .with("namespace", namespace.as_str()),
             Self::Compacted { compact_revision, .. } => problem.with("compact_revision", *compact_revision),
             Self::FutureRevision { etcd_revision, .. } => problem.with("etcd_revision", *etcd_revision),
-            Self::NotReady { namespaces } => problem.with("namespaces", namespaces.clone()),
+            Self::NotReady { namespaces } => problem.with("namespaces", serde_json::json!(namespaces)),
             _ => problem,
         }
     }
@@ -291,7 +340,7 @@ impl IntoResponse for ApiError {
             Self::EtcdUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(ETCD_RETRY_AFTER.as_secs()));
             }
-            Self::Unauthorized => {
+            Self::Unauthorized { .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
@@ -303,7 +352,7 @@ impl IntoResponse for ApiError {
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         match e {
-            ReadError::NotReady => Self::NotReady { namespaces: Value::Null },
+            ReadError::NotReady => Self::NotReady { namespaces: Vec::new() },
             ReadError::Compacted { revision, compact_revision } => {
                 Self::Compacted { revision, compact_revision }
             }
@@ -373,8 +422,12 @@ mod tests {
 
     #[test]
     fn too_many_watchers_sets_retry_after() {
-        let r = ApiError::TooManyWatchers { detail: "cap".into(), retry_after: Duration::from_secs(5) }
-            .into_response();
+        let r = ApiError::TooManyWatchers {
+            detail: "cap".into(),
+            callers_own: false,
+            retry_after: Duration::from_secs(5),
+        }
+        .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "5");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
@@ -423,11 +476,17 @@ mod tests {
     fn every_code_answered_is_listed() {
         let errors = [
             ApiError::bad_request("x"),
-            ApiError::Unauthorized,
+            ApiError::Unauthorized { presented: true },
+            ApiError::MethodNotAllowed { method: "PUT".into(), path: "/v1".into() },
             ApiError::Forbidden { namespace: "n".into() },
             ApiError::RouteNotFound { path: "/".into() },
             ApiError::NamespaceNotFound { namespace: "n".into() },
-            ApiError::KeyNotFound { revision: 1 },
+            ApiError::KeyNotFound {
+                key: "k".into(),
+                namespace: "n".into(),
+                revision: 1,
+                hint: String::new(),
+            },
             ApiError::Compacted { revision: 1, compact_revision: 2 },
             ApiError::EtcdCompacted,
             ApiError::FutureRevision { revision: 2, etcd_revision: 1 },
@@ -437,8 +496,12 @@ mod tests {
             ApiError::EtcdUnavailable { detail: "x" },
             ApiError::Upstream { detail: "x" },
             ApiError::TooLarge { detail: "x".into() },
-            ApiError::TooManyWatchers { detail: "x".into(), retry_after: Duration::from_secs(1) },
-            ApiError::NotReady { namespaces: Value::Null },
+            ApiError::TooManyWatchers {
+                detail: "x".into(),
+                callers_own: true,
+                retry_after: Duration::from_secs(1),
+            },
+            ApiError::NotReady { namespaces: Vec::new() },
             ApiError::Internal("x".into()),
         ];
         for e in errors {

@@ -7,12 +7,18 @@ use etcd_cache_gateway::config::{self, Cli};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = config::load(&cli, std::env::vars())?;
+    let config::Loaded { config, warnings } = config::load(&cli, std::env::vars())?;
     if cli.check_config {
+        for warning in &warnings {
+            eprintln!("warning: {warning}");
+        }
         println!("{}", serde_json::to_string_pretty(&config)?);
         return Ok(());
     }
     let _logs = etcd_cache_gateway::telemetry::init(&config.log).map_err(|e| anyhow::anyhow!(e))?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -55,6 +55,9 @@ pub struct Status {
     /// (an event, a progress notification, a created or cancel message).
     heard_at_ms: AtomicU64,
     started: Instant,
+    /// Why the namespace last failed to load or lost its watch, in a sentence
+    /// safe to show; cleared when the watch is back.
+    last_error: Mutex<Option<String>>,
     /// Watch restarts, by [`WatchRestart`] reason in the order of [`WatchRestart::ALL`].
     restarts: [AtomicU64; WatchRestart::ALL.len()],
     /// Full loads of the namespace (the first one included).
@@ -76,6 +79,7 @@ impl Default for Status {
             etcd_compact_revision: AtomicI64::new(0),
             heard_at_ms: AtomicU64::new(0),
             started: Instant::now(),
+            last_error: Mutex::new(None),
             restarts: Default::default(),
             relists: AtomicU64::new(0),
             consistent_waits: AtomicU64::new(0),
@@ -155,6 +159,17 @@ impl Status {
         self.started.elapsed().saturating_sub(heard)
     }
 
+    /// Records why the namespace failed to load or lost its watch (`None`:
+    /// it is healthy again).
+    pub fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Why the namespace last failed to load or lost its watch, while that lasts.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// Counts a watch restart.
     pub fn count_restart(&self, reason: WatchRestart) {
         self.restarts[reason as usize].fetch_add(1, Ordering::Relaxed);
@@ -205,4 +220,7 @@ pub struct NamespaceStatus {
     pub status: &'static str,
     /// Whether a re-list is under way (answers are the previous state meanwhile).
     pub relisting: bool,
+    /// Why the namespace failed to load or lost its watch, while that lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }

@@ -70,6 +70,21 @@ impl UpstreamError {
         matches!(self, Self::Unavailable { .. } | Self::Timeout { .. })
     }
 
+    /// What went wrong in one sentence of ours, without etcd's text: safe
+    /// to show to clients and in `/readyz`.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::Compacted { .. } => "etcd compacted the revision asked for",
+            Self::FutureRevision { .. } => "the revision asked for is in etcd's future",
+            Self::Unavailable { .. } => "etcd is unavailable",
+            Self::Timeout { .. } => "etcd did not answer in time",
+            Self::Denied { .. } => "etcd refused the gateway's credentials",
+            Self::InvalidArgument { .. } => "etcd rejected a request as invalid",
+            Self::TooLarge { .. } => "an answer from etcd exceeds etcd.max_message_bytes",
+            Self::Failed { .. } => "etcd failed a request",
+        }
+    }
+
     /// The full message, for logs.
     pub fn message(&self) -> &str {
         match self {

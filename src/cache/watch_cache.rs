@@ -207,6 +207,7 @@ impl WatchCache {
             ready: status.is_ready(),
             status: if status.is_fresh() { "fresh" } else { "stale" },
             relisting: status.is_relisting(),
+            last_error: status.last_error(),
         }
     }
 

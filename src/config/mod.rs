@@ -5,6 +5,7 @@
 //! [`Config::validate`], and then handed out by section: each component gets
 //! only the part it needs. `config/gateway.toml` documents every key.
 
+mod explain;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{Cli, LoadError, load};
+pub use load::{Cli, LoadError, Loaded, load};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::ConfigError;
 
@@ -24,7 +25,8 @@ pub use validate::ConfigError;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address the HTTP server binds, e.g. `127.0.0.1:8080`.
+    /// Address the HTTP server binds, e.g. `127.0.0.1:8080` or `localhost:8080`.
+    #[serde(deserialize_with = "units::listen")]
     pub listen: SocketAddr,
     /// How to reach etcd.
     pub etcd: EtcdConfig,

@@ -21,12 +21,125 @@ fn cli(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("etcd-cache-gateway").chain(args.iter().copied())).unwrap()
 }
 
-fn load_with(file_contents: &str, env_pairs: &[(&str, &str)], args: &[&str]) -> Result<Config, LoadError> {
+fn loaded(file_contents: &str, env_pairs: &[(&str, &str)], args: &[&str]) -> Result<Loaded, LoadError> {
     let f = file(file_contents);
     let path = f.path().to_str().unwrap().to_owned();
     let mut all = vec!["--config", path.as_str()];
     all.extend_from_slice(args);
     load(&cli(&all), env(env_pairs))
+}
+
+fn load_with(file_contents: &str, env_pairs: &[(&str, &str)], args: &[&str]) -> Result<Config, LoadError> {
+    loaded(file_contents, env_pairs, args).map(|l| l.config)
+}
+
+/// The error message of a file that fails to load, with the file's path as `FILE`.
+fn file_error(contents: &str) -> String {
+    let f = file(contents);
+    let path = f.path().to_str().unwrap().to_owned();
+    let err = load(&cli(&["--config", &path]), env(&[])).unwrap_err().to_string();
+    err.replace(&path, "FILE")
+}
+
+#[test]
+fn variables_that_are_no_key_are_ignored_with_a_warning() {
+    // What Kubernetes injects for a Service named `gateway`.
+    let l = loaded(
+        "",
+        &[
+            ("GATEWAY_PORT", "tcp://10.0.0.1:8080"),
+            ("GATEWAY_SERVICE_HOST", "10.0.0.1"),
+            ("GATEWAY_CACHE__HISTORY_REVISIONS", "7"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(l.config.cache.history_revisions, 7, "known keys are still read");
+    let why = "(Kubernetes sets GATEWAY_PORT and the like for a Service named gateway; those are harmless)";
+    assert_eq!(
+        l.warnings,
+        vec![
+            format!("ignoring environment variable GATEWAY_PORT: `port` is not a configuration key {why}"),
+            format!(
+                "ignoring environment variable GATEWAY_SERVICE_HOST: `service_host` is not a configuration key {why}"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn errors_say_key_origin_expectation_and_an_example_in_the_users_words() {
+    assert_eq!(
+        file_error("[cache]\nhistory_revisions = \"five\"\n"),
+        "invalid configuration: cache.history_revisions in FILE: found string \"five\", expected a whole number, \
+         0 or more; \
+         e.g. cache.history_revisions = 10000"
+    );
+    assert_eq!(
+        file_error("[[namespaces]]\nname = 5\n"),
+        "invalid configuration: namespaces.0.name in FILE: found signed int `5`, expected a string; e.g. \
+         namespaces.0.name = \"default\""
+    );
+    assert_eq!(
+        file_error("[etcd]\nendpoints = 5\n"),
+        "invalid configuration: etcd.endpoints in FILE: expected a string or a list of strings; e.g. \
+         etcd.endpoints = [\"http://127.0.0.1:2379\"]"
+    );
+    assert_eq!(
+        file_error("[etcd]\nbogus = 1\n"),
+        "invalid configuration: etcd.bogus in FILE: `bogus` is not a key here; the keys are `endpoints`, \
+         `username`, `password`, `tls`, `connect_timeout`, `request_timeout`, `keep_alive_interval`, \
+         `keep_alive_timeout`, `backoff_min`, `backoff_max`, `progress_request_interval`, \
+         `watch_silence_timeout`, `bootstrap_page_size`, `max_message_bytes`"
+    );
+    let err = load_with("", &[("GATEWAY_CACHE__HISTORY_REVISIONS", "many")], &[]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid configuration: cache.history_revisions from environment variable \
+         GATEWAY_CACHE__HISTORY_REVISIONS: found string \"many\", expected a whole number, 0 or more; e.g. \
+         GATEWAY_CACHE__HISTORY_REVISIONS=10000"
+    );
+    for text in [err, file_error("namespaces = \"x\"\n"), file_error("listen = 5\n")] {
+        assert!(!text.contains("::") && !text.contains("alloc"), "no Rust type names: {text}");
+    }
+}
+
+#[test]
+fn host_names_are_accepted_where_an_address_is_listened_on() {
+    let c = load_with("listen = \"localhost:9000\"\n", &[], &[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    let c = load_with("", &[("GATEWAY_LISTEN", "localhost:9001")], &[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+    let c = load_with("", &[], &["--listen", "localhost:9002"]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9002");
+    let err = Cli::try_parse_from(["etcd-cache-gateway", "--listen", "nowhere"]).unwrap_err().to_string();
+    assert!(
+        err.contains("\"nowhere\" is not an address to listen on") && err.contains("GATEWAY_LISTEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn settings_that_are_probably_mistakes_are_warned_about() {
+    let l = loaded(
+        "[cache]\npolicy = \"ttl\"\nttl = \"1m\"\nhistory_revisions = 50\n[[namespaces]]\nname = \"a\"\nprefix = \"app\"\n\
+         [[namespaces]]\nname = \"b\"\nprefix = \"b/\"\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        l.warnings,
+        vec![
+            "cache.history_revisions = 50 has no effect with cache.policy = \"ttl\": the history window is \
+             cache.ttl"
+                .to_owned(),
+            "namespaces[0].prefix = \"app\" does not end with a separator: it also covers keys such as \
+             \"appx/y\"; write \"app/\" to serve only that folder"
+                .to_owned(),
+        ]
+    );
+    assert!(loaded("", &[], &[]).unwrap().warnings.is_empty(), "the defaults warn about nothing");
 }
 
 #[test]
@@ -43,7 +156,7 @@ fn defaults_are_valid_and_serve_the_whole_keyspace() {
 fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
     let c = load(&cli(&["--config", path]), env(&[])).unwrap();
-    assert_eq!(c, Config::default(), "config/gateway.toml must document the built-in defaults");
+    assert_eq!(c.config, Config::default(), "config/gateway.toml must document the built-in defaults");
 }
 
 #[test]

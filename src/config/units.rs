@@ -138,6 +138,43 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// An address to listen on: `IP:PORT`, or `HOST:PORT` with the name
+/// resolved now (`localhost:8080`; an IPv4 address when the name has one).
+///
+/// # Errors
+/// What to write instead, naming the text given.
+pub fn listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = || {
+        format!(
+            "{text:?} is not an address to listen on: write HOST:PORT such as 127.0.0.1:8080, localhost:8080 or 0.0.0.0:8080"
+        )
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let addrs: Vec<std::net::SocketAddr> = (host, port).to_socket_addrs().map_err(|_| bad())?.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or_else(|| addrs.first()).copied().ok_or_else(bad)
+}
+
+/// Deserializes `listen` (see [`listen_addr`]).
+pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<std::net::SocketAddr, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = std::net::SocketAddr;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an address such as \"127.0.0.1:8080\" or \"localhost:8080\"")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            listen_addr(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V)
+}
+
 /// Deserializes a list of strings from either a list or one comma-separated
 /// string, so `GATEWAY_ETCD__ENDPOINTS=http://a:2379,http://b:2379` works.
 pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -211,6 +248,20 @@ mod tests {
         assert_eq!("64 KiB".parse::<ByteSize>().unwrap(), ByteSize::kib(64));
         assert_eq!("1000".parse::<ByteSize>().unwrap(), ByteSize(1000));
         assert!("lots".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names() {
+        assert_eq!(listen_addr("127.0.0.1:8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(listen_addr("localhost:8080").unwrap().to_string(), "127.0.0.1:8080");
+        assert_eq!(listen_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        let err = listen_addr("8080").unwrap_err();
+        assert_eq!(
+            err,
+            "\"8080\" is not an address to listen on: write HOST:PORT such as 127.0.0.1:8080, localhost:8080 or \
+             0.0.0.0:8080"
+        );
+        assert!(listen_addr("localhost:http").is_err());
     }
 
     #[test]

@@ -54,6 +54,32 @@ impl Config {
         Ok(())
     }
 
+    /// Settings that are valid but probably not what was meant: each a
+    /// sentence for the startup log.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let default_history = super::CacheConfig::default().history_revisions;
+        if self.cache.policy == CachePolicy::Ttl && self.cache.history_revisions != default_history {
+            warnings.push(format!(
+                "cache.history_revisions = {} has no effect with cache.policy = \"ttl\": the history window \
+                 is cache.ttl",
+                self.cache.history_revisions
+            ));
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if ns.prefix.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric) {
+                warnings.push(format!(
+                    "namespaces[{i}].prefix = {:?} does not end with a separator: it also covers keys such as \
+                     {:?}; write {:?} to serve only that folder",
+                    ns.prefix,
+                    format!("{}x/y", ns.prefix),
+                    format!("{}/", ns.prefix)
+                ));
+            }
+        }
+        warnings
+    }
+
     fn validate_etcd(&self) -> Result<(), ConfigError> {
         let e = &self.etcd;
         if e.endpoints.is_empty() {

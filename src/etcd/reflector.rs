@@ -37,9 +37,27 @@ enum WatchEnd {
     /// The stream failed, ended, or went silent; resume from head.
     Lost {
         reason: WatchRestart,
-        error: String,
+        error: Failure,
         made_progress: bool,
     },
+}
+
+/// What went wrong: a sentence safe to show (in `/readyz`, `/v1/namespaces`)
+/// and, for the log only, the detail (etcd's or the transport's own text).
+#[derive(Debug)]
+struct Failure {
+    summary: &'static str,
+    detail: String,
+}
+
+impl Failure {
+    fn of(e: &UpstreamError) -> Self {
+        Self { summary: e.summary(), detail: e.message().to_owned() }
+    }
+
+    fn new(summary: &'static str, detail: impl Into<String>) -> Self {
+        Self { summary, detail: detail.into() }
+    }
 }
 
 /// Keeps one namespace's cache in step with etcd.
@@ -82,7 +100,13 @@ impl Reflector {
                     }
                     Err(e) => {
                         status.set_connected(false);
-                        tracing::warn!(namespace = self.cache.name(), error = %e, "loading the namespace failed");
+                        status.set_last_error(Some(format!("loading the namespace failed: {}", e.summary())));
+                        tracing::warn!(
+                            namespace = self.cache.name(),
+                            error = e.summary(),
+                            detail = e.message(),
+                            "loading the namespace failed; retrying"
+                        );
                         if !self.pause(backoff.next_delay()).await {
                             return;
                         }
@@ -110,6 +134,7 @@ impl Reflector {
                 }
                 WatchEnd::Lost { reason, error, made_progress } => {
                     status.set_connected(false);
+                    status.set_last_error(Some(format!("the etcd watch was lost: {}", error.summary)));
                     status.count_restart(reason);
                     if made_progress {
                         backoff.reset();
@@ -118,7 +143,8 @@ impl Reflector {
                     tracing::warn!(
                         namespace = self.cache.name(),
                         reason = reason.as_str(),
-                        %error,
+                        error = error.summary,
+                        detail = error.detail,
                         ?delay,
                         head = self.cache.head(),
                         "watch lost; resuming"
@@ -177,7 +203,7 @@ impl Reflector {
         let start_revision = self.cache.head() + 1;
         let (endpoint, client) = self.client.current();
         let endpoint = endpoint.to_owned();
-        let lost = |reason, error: String| WatchEnd::Lost { reason, error, made_progress: false };
+        let lost = |reason, error: Failure| WatchEnd::Lost { reason, error, made_progress: false };
         // Bounded: a request can wait for a connection no timeout covers.
         let opening = tokio::time::timeout(self.open_timeout(), self.open(client.clone(), start_revision));
         let (mut requests, mut responses) = tokio::select! {
@@ -186,11 +212,12 @@ impl Reflector {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     self.client.fail_over(&endpoint);
-                    return lost(WatchRestart::Error, e.to_string());
+                    return lost(WatchRestart::Error, Failure::of(&e));
                 }
                 Err(_) => {
                     self.client.fail_over(&endpoint);
-                    return lost(WatchRestart::Silent, "opening the watch took too long".into());
+                    let detail = format!("no answer within {:?}", self.open_timeout());
+                    return lost(WatchRestart::Silent, Failure::new("etcd did not open the watch in time", detail));
                 }
             },
         };
@@ -214,13 +241,13 @@ impl Reflector {
                         Ok(None) => {
                             return WatchEnd::Lost {
                                 reason: WatchRestart::Closed,
-                                error: "etcd ended the watch stream".into(),
+                                error: Failure::new("etcd ended the watch stream", ""),
                                 made_progress,
                             };
                         }
                         Err(e) => {
                             self.client.fail_over(&endpoint);
-                            let error = classify(e).to_string();
+                            let error = Failure::of(&classify(e));
                             return WatchEnd::Lost { reason: WatchRestart::Error, error, made_progress };
                         }
                     };
@@ -237,7 +264,10 @@ impl Reflector {
                     Action::RequestProgress => request_progress = true,
                     Action::Restart => {
                         let silent = self.config.watch_silence_timeout;
-                        let error = format!("no message for {silent}, not even an answer to progress requests");
+                        let error = Failure::new(
+                            "the etcd watch went silent",
+                            format!("no message for {silent}, not even an answer to progress requests"),
+                        );
                         return WatchEnd::Lost { reason: WatchRestart::Silent, error, made_progress };
                     }
                 },
@@ -249,7 +279,8 @@ impl Reflector {
                     // The stream broke: the next message says how.
                     Ok(Err(_)) => {}
                     Err(_) => {
-                        let error = "the stream takes no more requests".to_owned();
+                        let error =
+                            Failure::new("the etcd watch went silent", "the stream takes no more requests");
                         return WatchEnd::Lost { reason: WatchRestart::Silent, error, made_progress };
                     }
                 }
@@ -313,7 +344,7 @@ impl Reflector {
             }
             return Err(WatchEnd::Lost {
                 reason: WatchRestart::Closed,
-                error: format!("etcd cancelled the watch: {:?}", response.cancel_reason()),
+                error: Failure::new("etcd cancelled the watch", response.cancel_reason()),
                 made_progress: false,
             });
         }
@@ -321,6 +352,7 @@ impl Reflector {
         status.observe_etcd_revision(header_revision);
         if response.created() {
             status.set_connected(true);
+            status.set_last_error(None);
             tracing::info!(
                 namespace = self.cache.name(),
                 start_revision,

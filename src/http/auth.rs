@@ -97,7 +97,8 @@ impl Tokens {
     /// or file).
     ///
     /// # Errors
-    /// A missing variable, an unreadable file, or an empty secret, naming the token.
+    /// A missing variable, an unreadable file, a short secret, or a secret
+    /// another token has too, naming the token.
     pub fn resolve(
         configs: &[TokenConfig],
         env: impl Fn(&str) -> Option<String>,
@@ -130,6 +131,20 @@ impl Tokens {
             } else {
                 Grant::Only(t.namespaces.iter().cloned().collect())
             };
+            // Two tokens with one secret: the caller would be whichever
+            // comes last, with its grant; refuse rather than guess.
+            if let Some(other) =
+                tokens.iter().find(|o: &&Arc<Token>| bool::from(o.secret.as_slice().ct_eq(&secret)))
+            {
+                return Err(bad(
+                    "secret",
+                    "(redacted)".into(),
+                    &format!(
+                        "is the same as the secret of token {:?}; every token needs its own",
+                        other.name
+                    ),
+                ));
+            }
             tokens.push(Arc::new(Token { name: t.name.clone(), secret, grant }));
         }
         Ok(Self { tokens: tokens.into() })
@@ -148,7 +163,7 @@ impl Tokens {
         if !self.enabled() {
             return Ok(Caller::Anonymous);
         }
-        let secret = secret.ok_or(ApiError::Unauthorized)?;
+        let secret = secret.ok_or(ApiError::Unauthorized { presented: false })?;
         // Compare with every token so the time taken says nothing about which matched.
         let mut found = None;
         for token in self.tokens.iter() {
@@ -156,7 +171,7 @@ impl Tokens {
                 found = Some(token.clone());
             }
         }
-        found.map(Caller::Token).ok_or(ApiError::Unauthorized)
+        found.map(Caller::Token).ok_or(ApiError::Unauthorized { presented: true })
     }
 }
 
@@ -253,6 +268,15 @@ mod tests {
         assert!(tokens.authenticate(None).is_err());
         let err = Tokens::resolve(&configs[1..2], |_| None).unwrap_err();
         assert_eq!((err.field.as_str(), err.value.as_str()), ("tokens[0].secret_env", "TOKEN_VAR"));
+    }
+
+    #[test]
+    fn two_tokens_may_not_share_a_secret() {
+        let mut other = config("b", "same-secret-1", &["b"]);
+        other.secret_env = None;
+        let err = Tokens::resolve(&[config("a", "same-secret-1", &["a"]), other], |_| None).unwrap_err();
+        assert_eq!(err.field, "tokens[1].secret");
+        assert_eq!(err.reason, "is the same as the secret of token \"a\"; every token needs its own");
     }
 
     #[test]

@@ -95,9 +95,15 @@ pub fn finish(routes: Router, state: &AppState, templates: Vec<&'static str>) ->
     };
     let cors = cors::layer(&http.cors_origins);
     routes
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(observe, observe::observe))
         .layer(tower::util::option_layer(cors))
+}
+
+/// A known path with a method it does not serve (axum adds `Allow`).
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_owned() }
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -29,7 +29,7 @@ pub async fn healthz() -> Json<Value> {
 /// per-namespace detail before. Losing etcd later does not make the gateway
 /// unready: it serves the last state, marked stale.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let namespaces = json!(state.namespaces.reports());
+    let namespaces = state.namespaces.reports();
     if state.namespaces.all_ready() {
         Ok(Json(json!({"status": "ready", "namespaces": namespaces})))
     } else {

@@ -91,6 +91,14 @@ async fn every_route_answers_by_token_and_transport() {
             if expected_list.is_empty() {
                 assert_eq!(list.status, 401, "{transport}/{who}");
                 assert_eq!(list.header("www-authenticate"), "Bearer");
+                let ways = "this gateway needs a token: send it as the header `Authorization: Bearer <token>`, as \
+                            the query parameter `access_token=<token>`, or as the cookie `gateway_token=<token>`";
+                let detail = if who == "bad" {
+                    format!("the token presented is not valid; {ways}")
+                } else {
+                    ways.to_owned()
+                };
+                assert_eq!(list.json()["detail"], detail, "{transport}/{who}");
             } else {
                 let names: Vec<String> = list.json()["namespaces"]
                     .as_array()
@@ -157,7 +165,16 @@ async fn a_token_at_its_stream_limit_cannot_open_more_and_another_still_can() {
         held.push(s);
     }
     let refused = get_with(&url(TOKEN_A), &[]).await;
-    assert_eq!((refused.status, refused.json()["code"].as_str()), (503, Some("too_many_watchers")));
+    assert_eq!(
+        (refused.status, refused.json()["code"].as_str(), refused.header("retry-after")),
+        (429, Some("too_many_watchers"), "5"),
+        "the token's own limit: too many requests of its own"
+    );
+    assert_eq!(
+        refused.json()["detail"],
+        "token \"a\" already has 2 watch streams open, its limit (watch.max_streams_per_token = 2); close one or \
+         try again later"
+    );
     let mut other = SseClient::open(&url(TOKEN_AB)).await;
     assert_eq!(other.status, 200);
     assert_eq!(other.next().await.event, "synced");

@@ -206,3 +206,38 @@ async fn json_log_lines_carry_each_field_once() {
     assert_eq!(response["span"]["token"], "reader");
     assert_eq!(response["span"]["uri"], "/v1/namespaces?access_token=REDACTED");
 }
+
+/// The variables Kubernetes injects for a Service named `gateway` do not
+/// stop the gateway (they used to: "unknown field: found port"); a bad value
+/// in a real setting names the variable.
+#[test]
+fn variables_that_are_no_setting_are_ignored_and_bad_ones_name_the_variable() {
+    let out = gateway()
+        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml"), "--check-config"])
+        .env("GATEWAY_PORT", "tcp://10.0.0.1:8080")
+        .env("GATEWAY_PORT_8080_TCP_ADDR", "10.0.0.1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(
+            "warning: ignoring environment variable GATEWAY_PORT: `port` is not a configuration key"
+        )
+    );
+    assert!(stderr.contains("warning: ignoring environment variable GATEWAY_PORT_8080_TCP_ADDR"), "{stderr}");
+
+    let out = gateway()
+        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml"), "--check-config"])
+        .env("GATEWAY_CACHE__HISTORY_REVISIONS", "many")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "Error: invalid configuration: cache.history_revisions from environment variable \
+         GATEWAY_CACHE__HISTORY_REVISIONS: found string \"many\", expected a whole number, 0 or more; e.g. \
+         GATEWAY_CACHE__HISTORY_REVISIONS=10000\n"
+    );
+}

@@ -65,7 +65,7 @@ fn compose_file_is_consistent() {
         gateway["command"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(command, ["--config", target], "the gateway reads the mounted file");
     let cli = Cli { config: Some(config_path.into()), ..Cli::default() };
-    let config = load(&cli, Vec::new()).expect("config/docker.toml loads and validates");
+    let config = load(&cli, Vec::new()).expect("config/docker.toml loads and validates").config;
     let endpoints: BTreeSet<String> = config.etcd.endpoints.iter().cloned().collect();
     let expected: BTreeSet<String> = etcd_services.iter().map(|s| format!("http://{s}:2379")).collect();
     assert_eq!(endpoints, expected);

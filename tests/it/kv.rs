@@ -148,7 +148,27 @@ async fn missing_key_and_namespace_are_404_problems() {
     assert_eq!(reply.header("content-type"), "application/problem+json");
     let body = reply.json();
     assert_eq!((body["code"].as_str(), body["revision"].as_i64()), (Some("key_not_found"), Some(last)));
+    assert_eq!((body["key"].as_str(), body["namespace"].as_str()), (Some("absent"), Some("app")));
+    assert_eq!(body["detail"], format!("key \"absent\" not found in namespace \"app\" at revision {last}"));
     assert_eq!(reply.header("x-etcd-revision"), last.to_string());
+    // The namespace's own prefix written into the path: say so.
+    let reply = env.read("/v1/namespaces/app/kv/app/present", last).await;
+    assert_eq!(
+        reply.json()["detail"],
+        format!(
+            "key \"app/present\" not found in namespace \"app\" at revision {last}; keys are relative to the \
+             namespace's prefix \"app/\": try \"present\""
+        )
+    );
+    // A folder asked for as a key: say how to list it.
+    let reply = env.read("/v1/namespaces/app/kv/items/", last).await;
+    assert_eq!(
+        reply.json()["detail"],
+        format!(
+            "key \"items/\" not found in namespace \"app\" at revision {last}; a key ending in / is usually a \
+             folder: list it with /v1/namespaces/app/kv?prefix=items%2F"
+        )
+    );
     let reply = get(&env.gw.url("/v1/namespaces/nope/kv/x")).await;
     assert_eq!((reply.status, reply.json()["code"].as_str()), (404, Some("namespace_not_found")));
 }

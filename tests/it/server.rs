@@ -40,12 +40,47 @@ async fn readyz_is_503_while_etcd_is_down_and_200_once_it_answers() {
     assert_eq!(status, 503);
     assert_eq!(ctype, "application/problem+json");
     assert_eq!(body["code"], "not_ready");
+    // Why, once the first load failed: in our words, etcd's own text in the log only.
+    let why = "loading the namespace failed: etcd is unavailable";
+    wait_until("readyz says why it is not ready", Duration::from_secs(20), || async {
+        get(&gw.url("/readyz")).await.2["namespaces"][0]["last_error"] == why
+    })
+    .await;
+    let (_, _, body) = get(&gw.url("/readyz")).await;
+    assert_eq!(body["detail"], format!("not loaded yet: \"default\" ({why}); the gateway keeps trying"));
 
     etcd.start_prepared().await;
     wait_until("readyz answers 200", Duration::from_secs(20), || async {
         reqwest::get(gw.url("/readyz")).await.is_ok_and(|r| r.status() == 200)
     })
     .await;
+}
+
+#[tokio::test]
+async fn writes_are_405_problems_that_say_the_gateway_only_reads() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start_ready(Gateway::config(&[etcd.endpoint()])).await;
+    let client = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::PUT, "/v1/namespaces/default/kv/a"),
+        (reqwest::Method::DELETE, "/v1/namespaces/default/kv/a"),
+        (reqwest::Method::POST, "/v1/namespaces/default/kv"),
+        (reqwest::Method::POST, "/healthz"),
+    ] {
+        let reply = client.request(method.clone(), gw.url(path)).body("x").send().await.unwrap();
+        assert_eq!(reply.status(), 405, "{method} {path}");
+        assert_eq!(reply.headers()["allow"], "GET,HEAD", "{method} {path}");
+        assert_eq!(reply.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = reply.json().await.unwrap();
+        assert_eq!(body["code"], "method_not_allowed");
+        assert_eq!(
+            body["detail"],
+            format!(
+                "{method} is not allowed on {path}: the gateway only reads on /v1 (allowed: GET, HEAD); write to \
+                 etcd itself"
+            )
+        );
+    }
 }
 
 #[tokio::test]

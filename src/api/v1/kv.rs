@@ -64,7 +64,7 @@ async fn serve_get(
     let snapshot = ns.cache.snapshot(request.at).await.map_err(|e| not_ready(ns, e))?;
     let mut headers = render::cache_headers(&snapshot);
     let Some(kv) = snapshot.get(&request.key).await? else {
-        return Ok((headers, ApiError::KeyNotFound { revision: snapshot.revision() }).into_response());
+        return Ok((headers, key_not_found(ns, &request.key, snapshot.revision())).into_response());
     };
     let etag =
         HeaderValue::from_str(&format!("\"{}\"", kv.meta.mod_revision)).expect("digits are a valid header");
@@ -185,10 +185,38 @@ fn assemble(revision: Revision, page: &RenderedPage, request: &RangeRequest) -> 
     out
 }
 
+/// `key_not_found`, naming key and namespace, with a hint when the key looks
+/// like a common mistake: the namespace's prefix written into it (keys are
+/// relative to it), or a folder asked for as a key.
+fn key_not_found(ns: &Namespace, key: &[u8], revision: Revision) -> ApiError {
+    let name = &ns.config.name;
+    let prefix = ns.config.prefix.as_bytes();
+    let hint = if !prefix.is_empty() && key.starts_with(prefix) {
+        format!(
+            "; keys are relative to the namespace's prefix {:?}: try {:?}",
+            ns.config.prefix,
+            String::from_utf8_lossy(&key[prefix.len()..])
+        )
+    } else if key.ends_with(b"/") {
+        let encoded = percent_encoding::percent_encode(key, percent_encoding::NON_ALPHANUMERIC);
+        format!(
+            "; a key ending in / is usually a folder: list it with /v1/namespaces/{name}/kv?prefix={encoded}"
+        )
+    } else {
+        String::new()
+    };
+    ApiError::KeyNotFound {
+        key: String::from_utf8_lossy(key).into_owned(),
+        namespace: name.clone(),
+        revision,
+        hint,
+    }
+}
+
 /// A not-ready namespace reports its own state.
 fn not_ready(ns: &Namespace, e: ReadError) -> ApiError {
     match e {
-        ReadError::NotReady => ApiError::NotReady { namespaces: serde_json::json!([ns.cache.report()]) },
+        ReadError::NotReady => ApiError::NotReady { namespaces: vec![ns.cache.report()] },
         other => other.into(),
     }
 }

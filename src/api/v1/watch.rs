@@ -52,7 +52,7 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     let watch = WatchRequest::parse(params, request.headers(), default_progress)?;
     let cache = &ns.cache;
     if !cache.status().is_ready() {
-        return Err(ApiError::NotReady { namespaces: json!([cache.report()]) });
+        return Err(ApiError::NotReady { namespaces: vec![cache.report()] });
     }
     if let Some(since) = watch.since {
         cache.check_not_future(since).await.map_err(ApiError::from)?;
@@ -241,7 +241,7 @@ impl WatchStream {
         match snapshot {
             Some(snapshot) => self.phase = Phase::Snapshot { snapshot, after: None },
             None => {
-                let problem = ApiError::NotReady { namespaces: json!([cache.report()]) }.problem();
+                let problem = ApiError::NotReady { namespaces: vec![cache.report()] }.problem();
                 frame.extend(self.error(problem));
             }
         }
