@@ -179,9 +179,15 @@ impl Collector for CacheCollector {
             ),
             (
                 "compacted_revision",
-                "Oldest revision servable from memory",
+                "etcd's compaction revision, as last learnt",
                 false,
-                per_ns(&|ns| ns.cache.report().compacted_revision),
+                per_ns(&|ns| ns.cache.status().etcd_compact_revision()),
+            ),
+            (
+                "oldest_revision",
+                "Oldest revision servable from memory (the start of the history window)",
+                false,
+                per_ns(&|ns| ns.cache.view().history.oldest_revision().unwrap_or(0)),
             ),
             (
                 "etcd_revision",

@@ -208,8 +208,12 @@ pub struct NamespaceStatus {
     pub name: String,
     /// The cache holds the state exactly at this revision.
     pub revision: Revision,
-    /// The oldest revision servable from memory.
+    /// etcd's compaction revision (reads below it are gone from etcd), as
+    /// last learnt: at each load, and whenever etcd refuses a revision.
     pub compacted_revision: Revision,
+    /// The oldest revision the cache can serve from memory (older ones are
+    /// read from etcd, as long as etcd has them).
+    pub oldest_revision: Revision,
     /// The latest revision etcd reported.
     pub etcd_revision: Revision,
     /// Keys in the namespace at `revision`.

@@ -201,7 +201,8 @@ impl WatchCache {
         NamespaceStatus {
             name: self.name().to_owned(),
             revision: view.head,
-            compacted_revision: view.history.oldest_revision().unwrap_or(0),
+            compacted_revision: status.etcd_compact_revision(),
+            oldest_revision: view.history.oldest_revision().unwrap_or(0),
             etcd_revision: status.etcd_revision().max(view.head),
             keys: view.history.latest().map_or(0, |e| e.index.len() as u64),
             ready: status.is_ready(),

@@ -57,32 +57,49 @@ impl EtcdLoader {
     }
 }
 
-impl EtcdLoader {
-    /// etcd tells its compaction revision only when it cancels a watch that
-    /// starts below it: so watch the namespace from `compacted` (known to be
-    /// compacted) and read the cancel. Bounded by `etcd.request_timeout`.
-    async fn compaction(&self, compacted: Revision) -> Result<Revision, UpstreamError> {
-        let (start, end) = self.prefix.etcd_range(&KeyRange::all());
-        let (_, client) = self.client.current();
-        let probe = async {
-            let options = WatchOptions::new().with_range(end).with_start_revision(compacted);
-            let stream = client.watch_client().watch(start, Some(options)).await.map_err(classify)?;
-            let (_requests, mut responses) = stream.split();
-            // `created`, then the cancel (NOTES.md): anything else means no answer.
-            for _ in 0..2 {
-                match responses.message().await.map_err(classify)? {
-                    Some(r) if r.canceled() && r.compact_revision() > 0 => return Ok(r.compact_revision()),
-                    Some(r) if r.created() => {}
-                    _ => break,
-                }
+/// etcd's compaction revision, given that `compacted` is known to be
+/// compacted. etcd tells it only when it cancels a watch that starts below
+/// it: so watch the namespace from `compacted` and read the cancel. Bounded
+/// by `etcd.request_timeout`.
+async fn compaction_after(
+    client: &EtcdClient,
+    prefix: &Prefix,
+    compacted: Revision,
+) -> Result<Revision, UpstreamError> {
+    let (start, end) = prefix.etcd_range(&KeyRange::all());
+    let (_, etcd) = client.current();
+    let probe = async {
+        let options = WatchOptions::new().with_range(end).with_start_revision(compacted);
+        let stream = etcd.watch_client().watch(start, Some(options)).await.map_err(classify)?;
+        let (_requests, mut responses) = stream.split();
+        // `created`, then the cancel (NOTES.md): anything else means no answer.
+        for _ in 0..2 {
+            match responses.message().await.map_err(classify)? {
+                Some(r) if r.canceled() && r.compact_revision() > 0 => return Ok(r.compact_revision()),
+                Some(r) if r.created() => {}
+                _ => break,
             }
-            Err(UpstreamError::Failed {
-                message: format!("no compaction reported for a watch from {compacted}"),
-            })
-        };
-        tokio::time::timeout(self.client.request_timeout(), probe).await.unwrap_or_else(|_| {
-            Err(UpstreamError::Timeout { message: "waiting for etcd's compaction revision".into() })
-        })
+        }
+        Err(UpstreamError::Failed { message: format!("no compaction reported for a watch from {compacted}") })
+    };
+    tokio::time::timeout(client.request_timeout(), probe).await.unwrap_or_else(|_| {
+        Err(UpstreamError::Timeout { message: "waiting for etcd's compaction revision".into() })
+    })
+}
+
+/// etcd's compaction revision now (0 when nothing was compacted): a read at
+/// revision 1 tells whether anything was, the watch trick of
+/// [`compaction_after`] which revision.
+///
+/// # Errors
+/// etcd's failure.
+pub async fn compaction(client: &EtcdClient, prefix: &Prefix) -> Result<Revision, UpstreamError> {
+    let (start, end) = prefix.etcd_range(&KeyRange::all());
+    let first = GetOptions::new().with_range(end).with_revision(1).with_count_only();
+    match client.get(start, first).await {
+        Ok(_) => Ok(0),
+        Err(UpstreamError::Compacted { .. }) => compaction_after(client, prefix, 1).await,
+        Err(e) => Err(e),
     }
 }
 
@@ -96,6 +113,6 @@ impl ValueLoader for EtcdLoader {
     }
 
     fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
-        Box::pin(self.compaction(compacted))
+        Box::pin(compaction_after(&self.client, &self.prefix, compacted))
     }
 }

@@ -90,6 +90,12 @@ impl Subscription {
         Some(self.cursor)
     }
 
+    /// Why the subscriber cannot continue from its cursor now, if it cannot
+    /// (the next update would be this reset).
+    pub fn gap_now(&self) -> Option<ResetReason> {
+        self.gap(&self.cache.view())
+    }
+
     /// Why the subscriber cannot continue from its cursor, if it cannot.
     fn gap(&self, view: &View) -> Option<ResetReason> {
         let min_cursor = view.history.min_cursor()?;

@@ -266,7 +266,7 @@ async fn revision_policy_window_stays_at_history_revisions() {
     }
     h.wait_head(last, CATCH_UP).await;
     let report = h.cache.report();
-    assert_eq!(report.compacted_revision, last - 9, "head − 10 < revision");
+    assert_eq!(report.oldest_revision, last - 9, "head − 10 < revision");
     assert!(!h.cache.snapshot(At::Exact(last - 9)).await.unwrap().is_from_etcd());
     assert!(h.cache.snapshot(At::Exact(last - 10)).await.unwrap().is_from_etcd());
     assert_equal_at(&h.cache, &mut client, "w/", last - 9).await;

@@ -53,7 +53,7 @@ async fn get_key_returns_the_kv_object_with_cache_headers() {
     assert_eq!(
         reply.json(),
         json!({"revision": r2, "kv": {"key": "services/web", "value": "{\"port\":8080}", "value_encoding": "utf8",
-               "create_revision": r1, "mod_revision": r2, "version": 2, "lease": 0}})
+               "create_revision": r1, "mod_revision": r2, "version": 2, "lease": "0"}})
     );
     // The validator answers 304 with no body, and a stale one gets the body.
     let url = env.gw.url("/v1/namespaces/app/kv/services/web");
@@ -195,7 +195,7 @@ async fn ranges_list_count_page_and_validate() {
     assert_eq!(kvs.len(), 10);
     assert_eq!(
         kvs[0],
-        json!({"key": "items/00", "create_revision": kvs[0]["create_revision"], "mod_revision": kvs[0]["mod_revision"], "version": 1, "lease": 0})
+        json!({"key": "items/00", "create_revision": kvs[0]["create_revision"], "mod_revision": kvs[0]["mod_revision"], "version": 1, "lease": "0"})
     );
     assert!(kvs[0].get("value").is_none());
     // Follow the tokens: 10 + 10 + 5, all at the first page's revision.
@@ -275,4 +275,46 @@ async fn filters_and_selects_on_json_values() {
     let selected = env.read("/v1/namespaces/app/kv?prefix=svc/a&select=name,labels.tier", last).await.json();
     assert_eq!(selected["kvs"][0]["value"], json!({"name": "a", "labels": {"tier": "front"}}));
     assert_eq!(selected["kvs"][0]["value_encoding"], "json");
+}
+
+#[tokio::test]
+async fn a_page_token_continues_only_its_own_namespace() {
+    let mut env = env_with(|c| {
+        c.namespaces.push(etcd_cache_gateway::config::NamespaceConfig {
+            name: "infra".into(),
+            prefix: "infra/".into(),
+            max_subscribers: None,
+        });
+    })
+    .await;
+    env.put("app/a", "1").await;
+    env.put("app/b", "2").await;
+    env.put("infra/a", "1").await;
+    let last = env.put("infra/b", "2").await;
+    let first = env.read("/v1/namespaces/app/kv?limit=1", last).await.json();
+    let token = first["next_page_token"].as_str().unwrap();
+    let same = get(&env.gw.url(&format!("/v1/namespaces/app/kv?limit=1&page_token={token}"))).await;
+    assert_eq!((same.status, same.json()["kvs"][0]["key"].as_str()), (200, Some("b")));
+    let other = get(&env.gw.url(&format!("/v1/namespaces/infra/kv?limit=1&page_token={token}"))).await;
+    assert_eq!(
+        (other.status, other.json()["detail"].as_str()),
+        (400, Some("parameter `page_token` belongs to another listing: repeat the same parameters"))
+    );
+}
+
+#[tokio::test]
+async fn lease_ids_are_decimal_strings_that_javascript_keeps_exact() {
+    let mut env = env().await;
+    let lease = env.client.lease_grant(60, None).await.unwrap().id();
+    let options = etcd_client::PutOptions::new().with_lease(lease);
+    let revision =
+        env.client.put("app/leased", "v", Some(options)).await.unwrap().header().unwrap().revision();
+    let body = env.read("/v1/namespaces/app/kv/leased", revision).await.json();
+    assert_eq!(body["kv"]["lease"], json!(lease.to_string()));
+    let listed = env.read("/v1/namespaces/app/kv?prefix=leased", revision).await.json();
+    assert_eq!(listed["kvs"][0]["lease"], json!(lease.to_string()));
+    let mut sse =
+        crate::support::sse::SseClient::open(&env.gw.url("/v1/namespaces/app/watch?snapshot=true")).await;
+    let snapshot = sse.next().await;
+    assert_eq!(snapshot.data["kvs"][0]["lease"], json!(lease.to_string()));
 }

@@ -48,7 +48,7 @@ pub async fn list(State(state): State<V1>, caller: Caller, request: Request) -> 
     match Selection::take(&mut params)? {
         Selection::Key(key) => serve_get(ns, GetRequest::parse(key, params)?, headers).await,
         Selection::Range(range) => {
-            serve_range(&state, ns, RangeRequest::parse(range, params)?, headers).await
+            serve_range(&state, ns, RangeRequest::parse(&ns.config.name, range, params)?, headers).await
         }
     }
 }

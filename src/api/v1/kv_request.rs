@@ -129,11 +129,11 @@ pub const RANGE_PARAMS: &str = "prefix, start, end (and their _b64 forms), key_b
                                 count_only, encoding, filter, select, consistent, min_revision, revision";
 
 impl RangeRequest {
-    /// Parses a listing of `range` (the selection, already taken).
+    /// Parses a listing of `range` (the selection, already taken) in `namespace`.
     ///
     /// # Errors
     /// 400 naming the parameter or the conflict.
-    pub fn parse(range: KeyRange, mut params: Params) -> Result<Self, ApiError> {
+    pub fn parse(namespace: &str, range: KeyRange, mut params: Params) -> Result<Self, ApiError> {
         let limit = params.take_int("limit", 1, MAX_LIMIT as i64)?.map_or(DEFAULT_LIMIT, |l| l as usize);
         let keys_only = params.take_bool("keys_only")?;
         let count_only = params.take_bool("count_only")?;
@@ -165,8 +165,10 @@ impl RangeRequest {
         params.finish(RANGE_PARAMS)?;
 
         let end_bytes = range.end.as_deref().unwrap_or(b"");
+        // A token continues one listing of one namespace: another
+        // namespace's token would silently answer an empty page.
         let fingerprint = fingerprint(
-            [&range.start[..], end_bytes, &[u8::from(range.end.is_some())]]
+            [namespace.as_bytes(), &range.start[..], end_bytes, &[u8::from(range.end.is_some())]]
                 .into_iter()
                 .chain(filter_texts.iter().map(String::as_bytes))
                 .chain(select_text.iter().map(String::as_bytes)),

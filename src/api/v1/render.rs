@@ -73,8 +73,18 @@ impl Serialize for KvJson<'_> {
         map.serialize_entry("create_revision", &kv.meta.create_revision)?;
         map.serialize_entry("mod_revision", &kv.meta.mod_revision)?;
         map.serialize_entry("version", &kv.meta.version)?;
-        map.serialize_entry("lease", &kv.meta.lease)?;
+        // A decimal string: lease ids are 63-bit, JavaScript numbers keep 53.
+        map.serialize_entry("lease", &Decimal(kv.meta.lease))?;
         map.end()
+    }
+}
+
+/// An integer serialized as a decimal string, without allocating.
+struct Decimal(i64);
+
+impl Serialize for Decimal {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 

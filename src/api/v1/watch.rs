@@ -56,6 +56,14 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     }
     if let Some(since) = watch.since {
         cache.check_not_future(since).await.map_err(ApiError::from)?;
+        // With on_gap=error a gap known now is an HTTP error, not an event:
+        // EventSource gives up on it for good instead of reconnecting into
+        // the same error every few seconds.
+        if watch.on_gap == OnGap::Error {
+            if let Some(reason) = Subscription::new(cache, since).gap_now() {
+                return Ok(gap_problem(cache, since, reason).into_response());
+            }
+        }
     }
     let permit = app.watch_limits.acquire(&ns.config.name, caller.token_name())?;
     let config = &app.config.watch;
@@ -83,6 +91,13 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// `compacted` for a subscriber at `cursor` whose history is gone, with why.
+fn gap_problem(cache: &crate::cache::WatchCache, cursor: Revision, reason: ResetReason) -> Problem {
+    let view = cache.view();
+    let compact_revision = view.history.oldest_revision().unwrap_or(view.head);
+    ApiError::Compacted { revision: cursor + 1, compact_revision }.problem().with("reason", reason.as_str())
 }
 
 enum Phase {
@@ -357,10 +372,9 @@ impl WatchStream {
         let head = view.head;
         if self.request.on_gap == OnGap::Error {
             self.metrics.lagging_disconnect();
-            let compact_revision = view.history.oldest_revision().unwrap_or(head);
             let cursor = self.subscription.as_ref().map_or(0, Subscription::cursor);
-            let problem = ApiError::Compacted { revision: cursor + 1, compact_revision }.problem();
-            return self.error(problem.with("reason", reason.as_str()));
+            let problem = gap_problem(&self.ns.cache, cursor, reason);
+            return self.error(problem);
         }
         self.metrics.reset(reason);
         let mut frame = sse::json_event("reset", None, &json!({"code": reason.as_str(), "revision": head}));
