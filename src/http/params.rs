@@ -98,7 +98,7 @@ impl Params {
             .collect()
     }
 
-    /// A boolean: `true` or `false` (a bare `name` means true).
+    /// A boolean: `true`/`1` or `false`/`0` (a bare `name` means true).
     ///
     /// # Errors
     /// Any other value.
@@ -107,11 +107,11 @@ impl Params {
         match self.take_str(name)?.as_deref() {
             None => Ok(false),
             Some("") if present_bare => Ok(true),
-            Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(other) => {
-                Err(ApiError::bad_request(format!("parameter `{name}` must be true or false, not {other:?}")))
-            }
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "parameter `{name}` must be true or false (or 1 or 0), not {other:?}"
+            ))),
         }
     }
 

@@ -275,6 +275,31 @@ async fn filters_and_selects_on_json_values() {
     let selected = env.read("/v1/namespaces/app/kv?prefix=svc/a&select=name,labels.tier", last).await.json();
     assert_eq!(selected["kvs"][0]["value"], json!({"name": "a", "labels": {"tier": "front"}}));
     assert_eq!(selected["kvs"][0]["value_encoding"], "json");
+
+    // What people type: spaces, Kubernetes-style commas and sets, numbers.
+    let cases = [
+        ("labels.tier%20==%20front", vec!["svc/a"]),
+        ("port==80,labels.tier", vec!["svc/a"]),
+        ("labels.tier%20in%20(front,%20back)", vec!["svc/a", "svc/b"]),
+        ("name%20notin%20(a)", vec!["svc/b", "svc/c", "svc/d"]),
+        ("port%3E80", vec!["svc/b"]),
+        ("port%3C%3D80", vec!["svc/a", "svc/c"]),
+        ("!labels", vec!["svc/c", "svc/d"]),
+    ];
+    for (filter, expected) in cases {
+        let listed =
+            env.read(&format!("/v1/namespaces/app/kv?prefix=svc/&filter={filter}"), last).await.json();
+        assert_eq!(keys(&listed), expected, "filter={filter}");
+    }
+    let bad = get(&env.gw.url("/v1/namespaces/app/kv?filter=port%3Ehigh")).await;
+    assert_eq!(
+        (bad.status, bad.json()["detail"].as_str()),
+        (400, Some("invalid filter \"port>high\" at character 6: `>` compares numbers: expected a number"))
+    );
+    let ones = env.read("/v1/namespaces/app/kv?prefix=svc/&keys_only=1", last).await.json();
+    assert!(ones["kvs"][0].get("value").is_none(), "keys_only=1 is true");
+    let zero = env.read("/v1/namespaces/app/kv?prefix=svc/&keys_only=0", last).await.json();
+    assert!(zero["kvs"][0].get("value").is_some(), "keys_only=0 is false");
 }
 
 #[tokio::test]

@@ -3,9 +3,10 @@
 
 use bytes::Bytes;
 
-use super::filter::{Filter, Select};
+use super::filter::Filter;
 use super::page_token::{PageToken, fingerprint};
 use super::render::Encoding;
+use super::select::Select;
 use crate::cache::{At, KeyRange, Revision};
 use crate::error::ApiError;
 use crate::http::params::Params;

@@ -9,6 +9,7 @@ mod namespaces;
 mod page_cache;
 mod page_token;
 mod render;
+mod select;
 mod selection;
 mod sse;
 mod watch;

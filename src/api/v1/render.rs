@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
-use super::filter::Select;
+use super::select::Select;
 use crate::cache::{KeyValue, Snapshot};
 use crate::error::ApiError;
 
