@@ -127,6 +127,24 @@ impl Snapshot {
         index.into_iter().flat_map(move |index| metas_in(index, range))
     }
 
+    /// The values of `metas` (key-versions of this snapshot, as from
+    /// [`Snapshot::metas`] or a keys-only range), in the same order.
+    ///
+    /// # Errors
+    /// When values must be loaded from etcd and that fails.
+    pub async fn values(&self, metas: Vec<(Bytes, Meta)>) -> Result<Vec<KeyValue>, ReadError> {
+        match &self.source {
+            Source::Index(_) => self.values_of(metas).await,
+            Source::Etcd => {
+                let mut kvs = Vec::with_capacity(metas.len());
+                for (key, _) in metas {
+                    kvs.extend(self.get(&key).await?);
+                }
+                Ok(kvs)
+            }
+        }
+    }
+
     /// Number of keys in `range`.
     ///
     /// # Errors

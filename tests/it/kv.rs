@@ -343,3 +343,111 @@ async fn lease_ids_are_decimal_strings_that_javascript_keeps_exact() {
     let snapshot = sse.next().await;
     assert_eq!(snapshot.data["kvs"][0]["lease"], json!(lease.to_string()));
 }
+
+/// Every page of a listing, followed by its tokens: the concatenated items
+/// (`key` of kvs and `prefix` of prefixes, in the order the pages give them).
+async fn all_pages(gw: &Gateway, query: &str) -> (Vec<Value>, Vec<(String, u64)>) {
+    let mut kvs = Vec::new();
+    let mut prefixes = Vec::new();
+    let mut url = gw.url(&format!("/v1/namespaces/app/kv?{query}"));
+    let mut revision = None;
+    for _ in 0..100 {
+        let reply = get(&url).await;
+        assert_eq!(reply.status, 200, "{url}: {}", String::from_utf8_lossy(&reply.body));
+        let page = reply.json();
+        assert_eq!(
+            *revision.get_or_insert(page["revision"].clone()),
+            page["revision"],
+            "pinned to one revision"
+        );
+        kvs.extend(page["kvs"].as_array().unwrap().iter().cloned());
+        for p in page["prefixes"].as_array().into_iter().flatten() {
+            prefixes.push((p["prefix"].as_str().unwrap().to_owned(), p["count"].as_u64().unwrap()));
+        }
+        match page["next_page_token"].as_str() {
+            Some(token) => url = gw.url(&format!("/v1/namespaces/app/kv?{query}&page_token={token}")),
+            None => return (kvs, prefixes),
+        }
+    }
+    panic!("more than 100 pages for {query}");
+}
+
+#[tokio::test]
+async fn listings_sort_by_any_revision_or_version_in_either_order_across_pages() {
+    let mut env = env().await;
+    // Keys created and changed in an order unlike their key order.
+    for (key, times) in [("d", 1), ("b", 3), ("e", 2), ("a", 1), ("c", 4), ("f", 1)] {
+        for t in 0..times {
+            env.put(format!("app/{key}"), t.to_string()).await;
+        }
+    }
+    let last = env.put("app/b", "last").await;
+    env.read(&format!("/v1/namespaces/app/kv?min_revision={last}"), last).await;
+    let etcd_kvs = env.client.get("app/", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+    let truth: Vec<(String, i64, i64, i64)> = etcd_kvs
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = kv.key_str().unwrap().trim_start_matches("app/").to_owned();
+            (key, kv.create_revision(), kv.mod_revision(), kv.version())
+        })
+        .collect();
+    for sort in ["key", "create_revision", "mod_revision", "version"] {
+        for order in ["asc", "desc"] {
+            let mut expected = truth.clone();
+            expected.sort_by_key(|(key, create, modified, version)| {
+                let value = match sort {
+                    "create_revision" => *create,
+                    "mod_revision" => *modified,
+                    "version" => *version,
+                    _ => 0,
+                };
+                (value, key.clone())
+            });
+            if order == "desc" {
+                expected.reverse();
+            }
+            let expected: Vec<&str> = expected.iter().map(|(k, ..)| k.as_str()).collect();
+            for limit in [1, 4, 100] {
+                let (kvs, _) = all_pages(&env.gw, &format!("sort={sort}&order={order}&limit={limit}")).await;
+                let keys: Vec<&str> = kvs.iter().map(|kv| kv["key"].as_str().unwrap()).collect();
+                assert_eq!(keys, expected, "sort={sort}&order={order}&limit={limit}");
+                assert!(kvs.iter().all(|kv| kv["value"].is_string()), "values are there");
+            }
+        }
+    }
+    let bad = get(&env.gw.url("/v1/namespaces/app/kv?sort=size")).await;
+    assert_eq!(
+        bad.json()["detail"],
+        "parameter `sort` must be key, create_revision, mod_revision or version, not \"size\""
+    );
+}
+
+#[tokio::test]
+async fn a_delimiter_lists_one_level_with_counts_below_each_folder() {
+    let mut env = env().await;
+    let keys = ["top", "a/1", "a/2", "a/b/3", "b/x", "c", "c/1", "d/", "e"];
+    let mut last = 0;
+    for key in keys {
+        last = env.put(format!("app/{key}"), key).await;
+    }
+    env.read(&format!("/v1/namespaces/app/kv?min_revision={last}"), last).await;
+    // The whole namespace's top level: keys without a slash, folders with counts.
+    let expected_prefixes =
+        vec![("a/".to_owned(), 3), ("b/".to_owned(), 1), ("c/".to_owned(), 1), ("d/".to_owned(), 1)];
+    for limit in [1, 2, 1000] {
+        let (kvs, prefixes) = all_pages(&env.gw, &format!("delimiter=/&limit={limit}")).await;
+        let direct: Vec<&str> = kvs.iter().map(|kv| kv["key"].as_str().unwrap()).collect();
+        assert_eq!(direct, ["c", "e", "top"], "limit={limit}");
+        assert_eq!(prefixes, expected_prefixes, "limit={limit}");
+    }
+    let first = env.read("/v1/namespaces/app/kv?delimiter=/", last).await.json();
+    assert_eq!(first["count"], 3, "keys directly at this level");
+    assert_eq!(first["kvs"][0]["value"], "c");
+    // One level down.
+    let (kvs, prefixes) = all_pages(&env.gw, "prefix=a/&delimiter=/&keys_only=true").await;
+    let direct: Vec<&str> = kvs.iter().map(|kv| kv["key"].as_str().unwrap()).collect();
+    assert_eq!((direct, prefixes), (vec!["a/1", "a/2"], vec![("a/b/".to_owned(), 1)]));
+    let bad = get(&env.gw.url("/v1/namespaces/app/kv?start=a&end=c&delimiter=/")).await;
+    assert_eq!(bad.json()["detail"], "`delimiter` lists one level under `prefix`: not with `start`/`end`");
+}

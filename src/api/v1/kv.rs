@@ -10,18 +10,16 @@ use serde::Serialize;
 
 use super::V1;
 use super::kv_request::{GetRequest, RangeRequest, Shape};
+use super::listing::{self, Listing};
 use super::namespace::{namespace, of_path, split_path};
 use super::page_cache::{PageKey, RenderedPage};
-use super::render::{self, KvJson, KvStyle};
+use super::render::{self, KvJson, KvStyle, PrefixJson};
 use super::selection::Selection;
-use crate::cache::{KeyValue, ReadError, Revision, Snapshot};
+use crate::cache::{ReadError, Revision};
 use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::http::params::{Params, check_key_len};
 use crate::namespaces::Namespace;
-
-/// Keys read per step when a filtered listing scans its range.
-const FILTER_SCAN_PAGE: usize = 1000;
 
 /// `GET /v1/namespaces/{ns}/kv/{key}`: the key is the raw path remainder,
 /// percent-decoded to bytes (so non-UTF-8 keys work here too). Handlers
@@ -123,12 +121,7 @@ async fn serve_range(
     let page = match cached {
         Some(page) => page,
         None => {
-            let listing = if request.filters.is_empty() {
-                list_plain(&snapshot, &request).await
-            } else {
-                list_filtered(&snapshot, &request).await
-            }
-            .map_err(expired)?;
+            let listing = listing::list(&snapshot, &request).await.map_err(expired)?;
             let page = render_page(&request, &listing)?;
             if let Some(key) = key {
                 state.pages.insert(key, page.clone()).await;
@@ -139,13 +132,16 @@ async fn serve_range(
     Ok((StatusCode::OK, headers, assemble(snapshot.revision(), &page, &request)).into_response())
 }
 
-/// Renders the head-independent members of a page: `"count":N,"kvs":[...]`.
+/// Renders the head-independent members of a page: `"count":N,"kvs":[...]`
+/// (and `"prefixes":[...]` at one level).
 fn render_page(request: &RangeRequest, listing: &Listing) -> Result<RenderedPage, ApiError> {
     #[derive(Serialize)]
     struct Members<'a> {
         count: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         kvs: Option<Vec<KvJson<'a>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        prefixes: Option<Vec<PrefixJson<'a>>>,
     }
     let style = KvStyle {
         encoding: request.encoding,
@@ -154,13 +150,15 @@ fn render_page(request: &RangeRequest, listing: &Listing) -> Result<RenderedPage
     };
     let kvs = (request.shape != Shape::CountOnly)
         .then(|| listing.kvs.iter().map(|kv| KvJson { kv, style }).collect());
-    let object = serde_json::to_vec(&Members { count: listing.count, kvs })
+    let prefixes = listing.prefixes.as_ref().filter(|_| request.shape != Shape::CountOnly).map(|prefixes| {
+        prefixes.iter().map(|(prefix, count)| PrefixJson { prefix, count: *count }).collect()
+    });
+    let object = serde_json::to_vec(&Members { count: listing.count, kvs, prefixes })
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     // Drop the object's braces: the members are spliced into each answer.
     let members = Bytes::from(object);
     let members = members.slice(1..members.len() - 1);
-    let more_after = listing.more.then(|| listing.kvs.last().map(|kv| kv.key.clone())).flatten();
-    Ok(RenderedPage { members, more_after })
+    Ok(RenderedPage { members, more_after: listing.next.clone() })
 }
 
 /// `{"revision":R,<members>,"next_page_token":T}` (no token when count-only).
@@ -218,51 +216,5 @@ fn not_ready(ns: &Namespace, e: ReadError) -> ApiError {
     match e {
         ReadError::NotReady => ApiError::NotReady { namespaces: vec![ns.cache.report()] },
         other => other.into(),
-    }
-}
-
-/// One page of a listing and the count of the whole listing.
-struct Listing {
-    count: u64,
-    kvs: Vec<KeyValue>,
-    more: bool,
-}
-
-async fn list_plain(snapshot: &Snapshot, request: &RangeRequest) -> Result<Listing, ReadError> {
-    let count = snapshot.count(&request.range).await?;
-    if request.shape == Shape::CountOnly {
-        return Ok(Listing { count, kvs: Vec::new(), more: false });
-    }
-    let page = snapshot.range(&request.page_range(), request.limit, request.shape == Shape::KeysOnly).await?;
-    Ok(Listing { count, kvs: page.kvs, more: page.more })
-}
-
-/// Filters need values: scan the whole range (to count every match) and keep
-/// the page's matches after the token's key.
-async fn list_filtered(snapshot: &Snapshot, request: &RangeRequest) -> Result<Listing, ReadError> {
-    let after = request.page_token.as_ref().map(|t| t.last_key.clone());
-    let mut listing = Listing { count: 0, kvs: Vec::new(), more: false };
-    let mut cursor = request.range.clone();
-    loop {
-        let page = snapshot.range(&cursor, FILTER_SCAN_PAGE, false).await?;
-        for kv in &page.kvs {
-            let doc = serde_json::from_slice::<serde_json::Value>(&kv.value).ok();
-            if !request.filters.iter().all(|f| f.matches(doc.as_ref())) {
-                continue;
-            }
-            listing.count += 1;
-            if request.shape == Shape::CountOnly || after.as_ref().is_some_and(|a| kv.key <= *a) {
-                continue;
-            }
-            if listing.kvs.len() < request.limit {
-                listing.kvs.push(kv.clone());
-            } else {
-                listing.more = true;
-            }
-        }
-        match page.kvs.last() {
-            Some(last) if page.more => cursor = request.range.after(&last.key),
-            _ => return Ok(listing),
-        }
     }
 }

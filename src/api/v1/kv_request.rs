@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::filter::Filter;
-use super::page_token::{PageToken, fingerprint};
+use super::page_token::{PageToken, Position, fingerprint};
 use super::render::Encoding;
 use super::select::Select;
 use crate::cache::{At, KeyRange, Revision};
@@ -71,6 +71,31 @@ pub enum Shape {
     CountOnly,
 }
 
+/// What a listing is ordered by (`sort=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// The key, bytewise (the default).
+    Key,
+    /// The revision that created the key.
+    CreateRevision,
+    /// The revision of the last change.
+    ModRevision,
+    /// The number of changes since creation.
+    Version,
+}
+
+impl SortBy {
+    /// The sort value of a key's metadata (0 in key order).
+    pub fn value(self, meta: &crate::cache::Meta) -> i64 {
+        match self {
+            Self::Key => 0,
+            Self::CreateRevision => meta.create_revision,
+            Self::ModRevision => meta.mod_revision,
+            Self::Version => meta.version,
+        }
+    }
+}
+
 /// `GET .../kv` (a range).
 #[derive(Debug)]
 pub struct RangeRequest {
@@ -88,6 +113,13 @@ pub struct RangeRequest {
     pub filters: Vec<Filter>,
     /// Projection of JSON values.
     pub select: Option<Select>,
+    /// The order of the listing, ties broken by key.
+    pub sort: SortBy,
+    /// Descending (`order=desc`).
+    pub descending: bool,
+    /// One level only: keys directly under the prefix, and the common
+    /// prefixes below it ending with this delimiter (`delimiter=/`).
+    pub delimiter: Option<Bytes>,
     /// Which state (pinned to the token's revision when continuing).
     pub at: At,
     /// Identity of the listing, carried by its page tokens.
@@ -96,38 +128,22 @@ pub struct RangeRequest {
     pub canonical: Bytes,
 }
 
-/// Length-prefixed encoding of every part of a listing request that shapes
-/// its page: equal bytes, equal page (for the same namespace state).
-fn canonical_query(
-    range: &KeyRange,
-    limit: usize,
-    shape: Shape,
-    encoding: super::render::Encoding,
-    filters: &[String],
-    select: Option<&str>,
-    token: Option<&PageToken>,
-) -> Bytes {
-    let mut out = Vec::with_capacity(64);
-    let mut part = |bytes: &[u8]| {
-        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        out.extend_from_slice(bytes);
-    };
-    part(&range.start);
-    part(range.end.as_deref().map_or(&b"\xff-none"[..], |e| e));
-    part(&(limit as u64).to_le_bytes());
-    part(&[shape as u8, encoding as u8]);
-    for filter in filters {
-        part(filter.as_bytes());
+/// Length-prefixed parts: equal bytes, equal parts.
+#[derive(Default)]
+struct Parts(Vec<u8>);
+
+impl Parts {
+    fn add(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+        self
     }
-    part(select.unwrap_or("\u{0}").as_bytes());
-    part(token.map_or(&b""[..], |t| &t.last_key[..]));
-    part(&[u8::from(token.is_some())]);
-    Bytes::from(out)
 }
 
 /// Parameters of a listing.
 pub const RANGE_PARAMS: &str = "prefix, start, end (and their _b64 forms), key_b64, limit, page_token, keys_only, \
-                                count_only, encoding, filter, select, consistent, min_revision, revision";
+                                count_only, encoding, filter, select, sort, order, delimiter, consistent, \
+                                min_revision, revision";
 
 impl RangeRequest {
     /// Parses a listing of `range` (the selection, already taken) in `namespace`.
@@ -161,29 +177,71 @@ impl RangeRequest {
             }
             encoding = Encoding::Json;
         }
+        let sort = match params.take_str("sort")?.as_deref() {
+            None | Some("key") => SortBy::Key,
+            Some("create_revision") => SortBy::CreateRevision,
+            Some("mod_revision") => SortBy::ModRevision,
+            Some("version") => SortBy::Version,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter `sort` must be key, create_revision, mod_revision or version, not {other:?}"
+                )));
+            }
+        };
+        let descending = match params.take_str("order")?.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "parameter `order` must be asc or desc, not {other:?}"
+                )));
+            }
+        };
+        let delimiter = params.take_bytes("delimiter")?.map(Bytes::from);
+        if let Some(delimiter) = &delimiter {
+            if delimiter.is_empty() {
+                return Err(ApiError::bad_request(
+                    "parameter `delimiter` must not be empty, e.g. delimiter=/",
+                ));
+            }
+            if range.end != crate::cache::prefix_end(&range.start) {
+                return Err(ApiError::bad_request(
+                    "`delimiter` lists one level under `prefix`: not with `start`/`end`",
+                ));
+            }
+            if !filters.is_empty() || sort != SortBy::Key || descending {
+                return Err(ApiError::bad_request(
+                    "`delimiter` lists one level in key order: not with `filter`, `sort` or `order`",
+                ));
+            }
+        }
         let token_text = params.take_str("page_token")?;
         let at = consistency(&mut params)?;
         params.finish(RANGE_PARAMS)?;
 
-        let end_bytes = range.end.as_deref().unwrap_or(b"");
-        // A token continues one listing of one namespace: another
-        // namespace's token would silently answer an empty page.
-        let fingerprint = fingerprint(
-            [namespace.as_bytes(), &range.start[..], end_bytes, &[u8::from(range.end.is_some())]]
-                .into_iter()
-                .chain(filter_texts.iter().map(String::as_bytes))
-                .chain(select_text.iter().map(String::as_bytes)),
-        );
+        // What decides which items a listing has and in which order: a
+        // token continues only this (of this namespace: another namespace's
+        // token would silently answer an empty page).
+        let mut identity = Parts::default();
+        identity
+            .add(namespace.as_bytes())
+            .add(&range.start)
+            .add(range.end.as_deref().map_or(&b"\xff-none"[..], |e| e))
+            .add(select_text.as_deref().unwrap_or("\u{0}").as_bytes())
+            .add(&[sort as u8, u8::from(descending)])
+            .add(delimiter.as_deref().unwrap_or(b"\xff-none"));
+        for filter in &filter_texts {
+            identity.add(filter.as_bytes());
+        }
+        let fingerprint = fingerprint([identity.0.as_slice()]);
         let page_token = token_text.as_deref().map(|t| PageToken::decode(t, fingerprint)).transpose()?;
-        let canonical = canonical_query(
-            &range,
-            limit,
-            shape,
-            encoding,
-            &filter_texts,
-            select_text.as_deref(),
-            page_token.as_ref(),
-        );
+        // And what shapes one page of it, for sharing rendered pages.
+        let mut canonical = identity;
+        canonical.add(&(limit as u64).to_le_bytes()).add(&[shape as u8, encoding as u8]);
+        match &page_token {
+            Some(token) => canonical.add(&token.last.value.to_le_bytes()).add(&token.last.key),
+            None => canonical.add(b"first page"),
+        };
         let at = match (&page_token, at) {
             (Some(token), At::Head) => At::Exact(token.revision),
             (Some(_), _) => {
@@ -193,19 +251,31 @@ impl RangeRequest {
             }
             (None, at) => at,
         };
-        Ok(Self { range, limit, page_token, shape, encoding, filters, select, at, fingerprint, canonical })
+        Ok(Self {
+            range,
+            limit,
+            page_token,
+            shape,
+            encoding,
+            filters,
+            select,
+            sort,
+            descending,
+            delimiter,
+            at,
+            fingerprint,
+            canonical: Bytes::from(canonical.0),
+        })
     }
 
-    /// The token that continues after `last_key` at `revision`.
-    pub fn next_token(&self, revision: Revision, last_key: Bytes) -> String {
-        PageToken { revision, fingerprint: self.fingerprint, last_key }.encode()
+    /// The token that continues after `last` at `revision`.
+    pub fn next_token(&self, revision: Revision, last: Position) -> String {
+        PageToken { revision, fingerprint: self.fingerprint, last }.encode()
     }
 
-    /// The keys this page may return: after the token's key, if any.
-    pub fn page_range(&self) -> KeyRange {
-        match &self.page_token {
-            Some(token) => self.range.after(&token.last_key),
-            None => self.range.clone(),
-        }
+    /// Whether the listing is in plain key order over the index (no filter,
+    /// no other sort, not one level): pages are then read straight from it.
+    pub fn is_plain(&self) -> bool {
+        self.filters.is_empty() && self.sort == SortBy::Key && !self.descending && self.delimiter.is_none()
     }
 }

@@ -4,6 +4,7 @@
 mod filter;
 mod kv;
 mod kv_request;
+mod listing;
 mod namespace;
 mod namespaces;
 mod page_cache;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::page_token::Position;
 use crate::cache::Revision;
 
 /// A page is dropped when no request used it for this long: a changed
@@ -36,7 +37,7 @@ pub struct RenderedPage {
     /// The JSON members `count` and, unless count-only, `kvs`.
     pub members: Bytes,
     /// The last key when more keys follow (the next token continues after it).
-    pub more_after: Option<Bytes>,
+    pub more_after: Option<Position>,
 }
 
 /// Byte-bounded cache of rendered pages.

@@ -1,6 +1,7 @@
 //! Opaque page tokens: version byte, the revision every page is read at, a
 //! fingerprint of the query (a token only continues the listing it came
-//! from), and the last key returned. base64url without padding.
+//! from), and the position of the last item returned: its sort value (0 in
+//! key order) and its key. base64url without padding.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -9,8 +10,20 @@ use bytes::Bytes;
 use crate::cache::Revision;
 use crate::error::ApiError;
 
-const VERSION: u8 = 1;
-const HEADER_LEN: usize = 1 + 8 + 8;
+/// Version 2 added the sort value and bound tokens to their namespace (a
+/// version 1 token is refused: its listing starts again).
+const VERSION: u8 = 2;
+const HEADER_LEN: usize = 1 + 8 + 8 + 8;
+
+/// The position of an item in a listing's order: its sort value (0 when
+/// listing by key) and its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The value sorted by (a revision or a version), 0 in key order.
+    pub value: i64,
+    /// The key (relative to the namespace).
+    pub key: Bytes,
+}
 
 /// Where the next page of a listing starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,18 +32,19 @@ pub struct PageToken {
     pub revision: Revision,
     /// Fingerprint of the query the token belongs to.
     pub fingerprint: u64,
-    /// The last key of the previous page.
-    pub last_key: Bytes,
+    /// The last item of the previous page.
+    pub last: Position,
 }
 
 impl PageToken {
     /// The token's text.
     pub fn encode(&self) -> String {
-        let mut raw = Vec::with_capacity(HEADER_LEN + self.last_key.len());
+        let mut raw = Vec::with_capacity(HEADER_LEN + self.last.key.len());
         raw.push(VERSION);
         raw.extend_from_slice(&self.revision.to_be_bytes());
         raw.extend_from_slice(&self.fingerprint.to_be_bytes());
-        raw.extend_from_slice(&self.last_key);
+        raw.extend_from_slice(&self.last.value.to_be_bytes());
+        raw.extend_from_slice(&self.last.key);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -44,8 +58,10 @@ impl PageToken {
         if raw.len() < HEADER_LEN || raw[0] != VERSION {
             return Err(malformed());
         }
-        let revision = Revision::from_be_bytes(raw[1..9].try_into().map_err(|_| malformed())?);
-        let token_fingerprint = u64::from_be_bytes(raw[9..17].try_into().map_err(|_| malformed())?);
+        let number = |at: usize| raw[at..at + 8].try_into().map_err(|_| malformed());
+        let revision = Revision::from_be_bytes(number(1)?);
+        let token_fingerprint = u64::from_be_bytes(number(9)?);
+        let value = i64::from_be_bytes(number(17)?);
         if revision < 1 {
             return Err(malformed());
         }
@@ -54,7 +70,8 @@ impl PageToken {
                 "parameter `page_token` belongs to another listing: repeat the same parameters",
             ));
         }
-        Ok(Self { revision, fingerprint, last_key: Bytes::copy_from_slice(&raw[HEADER_LEN..]) })
+        let last = Position { value, key: Bytes::copy_from_slice(&raw[HEADER_LEN..]) };
+        Ok(Self { revision, fingerprint, last })
     }
 }
 
@@ -77,7 +94,8 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_reject_forgeries() {
-        let t = PageToken { revision: 42, fingerprint: 7, last_key: Bytes::from_static(b"a/\xffb") };
+        let last = Position { value: -3, key: Bytes::from_static(b"a/\xffb") };
+        let t = PageToken { revision: 42, fingerprint: 7, last };
         assert_eq!(PageToken::decode(&t.encode(), 7).unwrap(), t);
         assert!(PageToken::decode(&t.encode(), 8).is_err(), "another listing's token");
         assert!(PageToken::decode("not-a-token", 7).is_err());

@@ -88,13 +88,41 @@ impl Serialize for Decimal {
     }
 }
 
+/// A common prefix of a one-level listing: `{"prefix","count"}` (with
+/// `"prefix_encoding":"base64"` when it is not UTF-8).
+pub struct PrefixJson<'a> {
+    /// The prefix, relative to the namespace, ending with the delimiter.
+    pub prefix: &'a [u8],
+    /// Keys below it.
+    pub count: u64,
+}
+
+impl Serialize for PrefixJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        write_bytes(&mut map, "prefix", "prefix_encoding", self.prefix)?;
+        map.serialize_entry("count", &self.count)?;
+        map.end()
+    }
+}
+
 /// `"key"` as a string when it is UTF-8, else base64 with `"key_encoding":"base64"`.
 pub fn write_key<M: SerializeMap>(map: &mut M, key: &[u8]) -> Result<(), M::Error> {
-    match std::str::from_utf8(key) {
-        Ok(key) => map.serialize_entry("key", key),
+    write_bytes(map, "key", "key_encoding", key)
+}
+
+/// `name` as a string when `bytes` are UTF-8, else base64 with `encoding: "base64"`.
+fn write_bytes<M: SerializeMap>(
+    map: &mut M,
+    name: &'static str,
+    encoding: &'static str,
+    bytes: &[u8],
+) -> Result<(), M::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => map.serialize_entry(name, text),
         Err(_) => {
-            map.serialize_entry("key", &STANDARD.encode(key))?;
-            map.serialize_entry("key_encoding", "base64")
+            map.serialize_entry(name, &STANDARD.encode(bytes))?;
+            map.serialize_entry(encoding, "base64")
         }
     }
 }
