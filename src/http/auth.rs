@@ -86,6 +86,11 @@ impl Caller {
     }
 }
 
+/// The label of a token's series: its name, never its secret.
+pub fn token_labels(name: &str) -> crate::metrics::Labels {
+    vec![("token", name.to_owned())]
+}
+
 /// Every configured token.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
@@ -224,6 +229,7 @@ where
         let caller = state.tokens.authenticate(secret.as_deref())?;
         if let Some(name) = caller.token_name() {
             super::logging::record_token(name);
+            state.metrics.token_requests.get_or_create(&token_labels(name)).inc();
         }
         Ok(caller)
     }

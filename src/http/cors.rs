@@ -1,6 +1,7 @@
 //! CORS for browser clients, from the `http.cors_origins` allowlist.
 //!
-//! Preflights are answered; `Last-Event-ID` (EventSource resume),
+//! Listed origins may send credentials (the `gateway_token` cookie), `*`
+//! may not. Preflights are answered; `Last-Event-ID` (EventSource resume),
 //! `Authorization` and `If-None-Match` may be sent; the cache headers and
 //! validators are readable by scripts. Errors carry the headers too (the
 //! layer wraps every response), so a browser can read a problem's body.
@@ -18,7 +19,8 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let allow_origin = if origins.iter().any(|o| o == "*") {
+    let any = origins.iter().any(|o| o == "*");
+    let allow_origin = if any {
         AllowOrigin::any()
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
@@ -26,6 +28,10 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
+            // Listed origins may send the token cookie (`fetch` with
+            // `credentials: "include"`, `EventSource` with
+            // `withCredentials`); `*` never carries credentials.
+            .allow_credentials(!any)
             .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
             .allow_headers([
                 header::AUTHORIZATION,

@@ -92,6 +92,7 @@ pub fn finish(routes: Router, state: &AppState, templates: Vec<&'static str>) ->
         ids: logging::RequestIds::default(),
         metrics: state.metrics.clone(),
         templates: templates.into(),
+        private: state.tokens.enabled(),
     };
     let cors = cors::layer(&http.cors_origins);
     routes

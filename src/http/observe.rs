@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, Level, Span};
@@ -37,6 +37,10 @@ pub struct Observe {
     /// Every route's path template (a request's matched path is labelled
     /// with the `'static` one equal to it).
     pub templates: Arc<[&'static str]>,
+    /// Answers depend on who asks (tokens are configured): shared caches must
+    /// not keep them, and browsers must revalidate them (`Cache-Control:
+    /// private, no-cache` unless a handler says otherwise).
+    pub private: bool,
 }
 
 impl Observe {
@@ -79,6 +83,9 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
             .into_response(),
         }
     };
+    if observe.private && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    }
     let latency = started.elapsed();
     observe.metrics.observe_request(route, response.status().as_u16(), latency);
     span.in_scope(|| logging::on_response(&response, latency, route, &id));
@@ -123,6 +130,7 @@ mod tests {
             ids: RequestIds::default(),
             metrics,
             templates: Arc::new(["/fast"]),
+            private: false,
         };
         Router::new()
             .route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))

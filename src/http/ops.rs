@@ -44,8 +44,10 @@ async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
 }
 
-/// `GET /metrics`: the Prometheus exposition (OpenMetrics text).
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], state.metrics.render())
+/// `GET /metrics`: the Prometheus exposition, OpenMetrics or the classic
+/// text format as `Accept` asks.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (content_type, body) = state.metrics.render_for(accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }

@@ -17,6 +17,8 @@ async fn allowed_origins_get_cors_headers_everywhere_and_others_none() {
     {
         let reply = get_with(&gw.url(path), &allowed).await;
         assert_eq!(reply.header("access-control-allow-origin"), "http://app.example", "{path}");
+        // Listed origins may send the token cookie.
+        assert_eq!(reply.header("access-control-allow-credentials"), "true", "{path}");
         let exposed = reply.header("access-control-expose-headers").to_ascii_lowercase();
         for name in ["x-etcd-revision", "x-cache-status", "etag"] {
             assert!(exposed.contains(name), "{path}: {exposed}");
@@ -51,4 +53,15 @@ async fn allowed_origins_get_cors_headers_everywhere_and_others_none() {
         "{allow_headers}"
     );
     assert_eq!(preflight.headers()["access-control-allow-origin"], "http://app.example");
+}
+
+#[tokio::test]
+async fn any_origin_gets_cors_headers_but_no_credentials() {
+    let etcd = Etcd::start().await;
+    let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "app", "app/");
+    config.http.cors_origins = vec!["*".into()];
+    let gw = Gateway::start_ready(config).await;
+    let reply = get_with(&gw.url("/v1/namespaces/app/kv"), &[("origin", "http://anywhere.example")]).await;
+    assert_eq!(reply.header("access-control-allow-origin"), "*");
+    assert_eq!(reply.header("access-control-allow-credentials"), "", "`*` never carries credentials");
 }

@@ -135,8 +135,14 @@ async fn encodings_and_raw_values() {
     assert_eq!(raw.body, b"{\"a\":[1,2],\"b\":\"x\"}");
     assert_eq!(raw.header("etag"), format!("\"{config_revision}\""), "the same ETag as the JSON answer");
     let raw = env.read("/v1/namespaces/app/kv/motd?raw=true", last).await;
-    assert_eq!(raw.header("content-type"), "application/octet-stream");
+    assert_eq!(raw.header("content-type"), "text/plain; charset=utf-8", "text shows in a browser");
     assert_eq!(raw.body, b"hello");
+    let binary = env.put("app/bin", [0u8, 0xff, 0x01]).await;
+    let raw = env.read("/v1/namespaces/app/kv/bin?raw=true", binary).await;
+    assert_eq!(
+        (raw.header("content-type"), raw.body.as_slice()),
+        ("application/octet-stream", &[0u8, 0xff, 1][..])
+    );
 }
 
 #[tokio::test]

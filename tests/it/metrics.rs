@@ -63,6 +63,29 @@ async fn counters_follow_a_scripted_workload() {
     assert_eq!(value(&samples, "etcd_cache_gateway_keys", &[("namespace", "app")]), 1.0);
     assert_eq!(value(&samples, "etcd_cache_gateway_fresh", &[("namespace", "app")]), 1.0);
     assert_eq!(value(&samples, "etcd_cache_gateway_relists_total", &[("namespace", "app")]), 1.0);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(value(&samples, "etcd_cache_gateway_build_info", &[("version", version)]), 1.0);
+    assert!(value(&samples, "process_resident_memory_bytes", &[]) > 1e6, "the standard process metrics");
+    assert!(value(&samples, "process_open_fds", &[]) >= 3.0);
+
+    // Prometheus asks for OpenMetrics; curl gets the classic text format.
+    let openmetrics = crate::support::http::get_with(
+        &gw.url("/metrics"),
+        &[("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")],
+    )
+    .await;
+    assert_eq!(
+        openmetrics.header("content-type"),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = String::from_utf8(openmetrics.body).unwrap();
+    assert!(text.ends_with("# EOF\n") && text.contains("# TYPE etcd_cache_gateway_http_requests counter"));
+    let classic = get(&gw.url("/metrics")).await;
+    assert_eq!(classic.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    let text = String::from_utf8(classic.body).unwrap();
+    assert!(
+        !text.contains("# EOF") && text.contains("# TYPE etcd_cache_gateway_http_requests_total counter")
+    );
     assert!(value(&samples, "etcd_cache_gateway_value_hits_total", &[("namespace", "app")]) >= 3.0);
 
     drop((a, b));
@@ -86,4 +109,31 @@ async fn counters_follow_a_scripted_workload() {
             && value(&samples, "etcd_cache_gateway_fresh", &[("namespace", "app")]) == 1.0
     })
     .await;
+}
+
+#[tokio::test]
+async fn token_series_carry_the_name_and_answers_to_tokens_are_private() {
+    let etcd = Etcd::start().await;
+    let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "app", "app/");
+    config.tokens = vec![etcd_cache_gateway::config::TokenConfig {
+        name: "reader".into(),
+        secret: Some("reader-secret-1".into()),
+        secret_env: None,
+        secret_file: None,
+        namespaces: vec!["*".into()],
+    }];
+    let gw = Gateway::start_ready(config).await;
+    let auth = [("authorization", "Bearer reader-secret-1")];
+    for _ in 0..3 {
+        let reply = crate::support::http::get_with(&gw.url("/v1/namespaces/app/kv"), &auth).await;
+        assert_eq!((reply.status, reply.header("cache-control")), (200, "private, no-cache"));
+    }
+    let mut stream = SseClient::open_with(&gw.url("/v1/namespaces/app/watch"), &auth).await;
+    assert_eq!(stream.next().await.event, "synced");
+    assert_eq!(stream.headers["cache-control"], "no-cache", "a stream keeps its own");
+    let samples = crate::support::metrics::scrape(&gw).await;
+    assert_eq!(value(&samples, "etcd_cache_gateway_token_requests_total", &[("token", "reader")]), 4.0);
+    assert_eq!(value(&samples, "etcd_cache_gateway_token_streams", &[("token", "reader")]), 1.0);
+    let text = String::from_utf8(get(&gw.url("/metrics")).await.body).unwrap();
+    assert!(!text.contains("reader-secret-1"));
 }

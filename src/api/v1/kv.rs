@@ -71,8 +71,15 @@ async fn serve_get(
     }
     headers.insert(header::ETAG, etag);
     if request.raw {
-        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&kv.value).is_ok();
-        let content_type = if is_json { "application/json" } else { "application/octet-stream" };
+        // JSON as JSON, other text as text (a browser shows it instead of
+        // downloading it), anything else as bytes.
+        let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&kv.value).is_ok() {
+            "application/json"
+        } else if std::str::from_utf8(&kv.value).is_ok() {
+            "text/plain; charset=utf-8"
+        } else {
+            "application/octet-stream"
+        };
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         return Ok((StatusCode::OK, headers, kv.value).into_response());
     }

@@ -34,7 +34,7 @@ use super::watch_request::{OnGap, WatchRequest};
 use crate::cache::{ResetReason, Revision, Snapshot};
 use crate::error::{ApiError, Problem};
 use crate::fanout::{Subscription, Update};
-use crate::http::auth::Caller;
+use crate::http::auth::{Caller, token_labels};
 use crate::http::limits::WatchPermit;
 use crate::http::params::Params;
 use crate::metrics::{Metrics, namespace_labels};
@@ -68,7 +68,7 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     let permit = app.watch_limits.acquire(&ns.config.name, caller.token_name())?;
     let config = &app.config.watch;
     let lifetime = config.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
-    let metrics = StreamMetrics::new(&app.metrics, &ns.config.name);
+    let metrics = StreamMetrics::new(&app.metrics, &ns.config.name, caller.token_name());
     let timers = Timers::new(lifetime, config.heartbeat_interval.get(), watch.progress_interval);
     let stream = WatchStream {
         ns: Arc::clone(ns),
@@ -163,19 +163,26 @@ struct StreamMetrics {
     metrics: Arc<Metrics>,
     namespace: String,
     subscribers: Gauge,
+    /// The token's open streams, when a token opened this one.
+    token_streams: Option<Gauge>,
     events: Counter,
     bytes: Counter,
 }
 
 impl StreamMetrics {
-    fn new(metrics: &Arc<Metrics>, namespace: &str) -> Self {
+    fn new(metrics: &Arc<Metrics>, namespace: &str, token: Option<&str>) -> Self {
         let labels = namespace_labels(namespace);
         let subscribers = metrics.sse_subscribers.get_or_create_owned(&labels);
         subscribers.inc();
+        let token_streams = token.map(|name| metrics.token_streams.get_or_create_owned(&token_labels(name)));
+        if let Some(gauge) = &token_streams {
+            gauge.inc();
+        }
         Self {
             events: metrics.sse_events.get_or_create_owned(&labels),
             bytes: metrics.sse_bytes.get_or_create_owned(&labels),
             subscribers,
+            token_streams,
             namespace: namespace.to_owned(),
             metrics: Arc::clone(metrics),
         }
@@ -203,6 +210,9 @@ impl StreamMetrics {
 impl Drop for StreamMetrics {
     fn drop(&mut self) {
         self.subscribers.dec();
+        if let Some(gauge) = &self.token_streams {
+            gauge.dec();
+        }
     }
 }
 

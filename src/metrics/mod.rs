@@ -1,6 +1,9 @@
 //! `/metrics`: Prometheus metrics, labelled by namespace and matched route
 //! (never raw URLs, so cardinality stays bounded).
 //!
+//! The standard `process_*` metrics come unprefixed, as every client
+//! library exports them (`process.rs`).
+//!
 //! prometheus-client, not the `metrics` facade: its registry is a value, not
 //! a process-global recorder, so every gateway in a process (the test suite
 //! runs dozens) has its own counters. HTTP and SSE metrics are recorded as
@@ -21,6 +24,8 @@ use prometheus_client::registry::Registry;
 
 use crate::cache::WatchRestart;
 use crate::namespaces::Namespaces;
+
+mod process;
 
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -64,6 +69,10 @@ pub struct Metrics {
     pub sse_resets: Family<Labels, Counter>,
     /// Streams ended because their history was gone (`on_gap=error`).
     pub sse_lagging_disconnects: Family<Labels, Counter>,
+    /// Requests authenticated by each token (by the token's name).
+    pub token_requests: Family<Labels, Counter>,
+    /// Open watch streams of each token (by the token's name).
+    pub token_streams: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -75,7 +84,9 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A registry with every metric, reading `namespaces` at scrape time.
     pub fn new(namespaces: Namespaces) -> Arc<Self> {
-        let mut registry = Registry::with_prefix("etcd_cache_gateway");
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("etcd_cache_gateway");
         let http_requests = Family::<RequestLabels, Counter>::default();
         let http_latency =
             Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
@@ -103,9 +114,16 @@ impl Metrics {
             "Streams ended with an error because the history they needed was gone",
             sse_lagging_disconnects.clone(),
         );
+        let token_requests = Family::<Labels, Counter>::default();
+        let token_streams = Family::<Labels, Gauge>::default();
+        registry.register("token_requests", "Requests authenticated by each token", token_requests.clone());
+        registry.register("token_streams", "Open watch streams of each token", token_streams.clone());
+        let build_info = Family::<Labels, Gauge>::default();
+        build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())]).set(1);
+        registry.register("build_info", "The gateway's version (the value is always 1)", build_info);
         registry.register_collector(Box::new(CacheCollector { namespaces }));
         Arc::new(Self {
-            registry,
+            registry: root,
             http_requests,
             http_latency,
             sse_subscribers,
@@ -113,6 +131,8 @@ impl Metrics {
             sse_bytes,
             sse_resets,
             sse_lagging_disconnects,
+            token_requests,
+            token_streams,
         })
     }
 
@@ -122,13 +142,58 @@ impl Metrics {
         self.http_latency.get_or_create(&RouteLabels { route }).observe(latency.as_secs_f64());
     }
 
-    /// The exposition (OpenMetrics text).
+    /// The exposition in OpenMetrics text, which Prometheus asks for.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The exposition in the format `accept` asks for: OpenMetrics when it
+    /// names `application/openmetrics-text` (as Prometheus does), else the
+    /// classic Prometheus text format (`curl`, older scrapers). Returns the
+    /// content type and the body.
+    pub fn render_for(&self, accept: &str) -> (&'static str, String) {
+        let openmetrics = self.render();
+        if accept.contains("application/openmetrics-text") {
+            ("application/openmetrics-text; version=1.0.0; charset=utf-8", openmetrics)
+        } else {
+            ("text/plain; version=0.0.4; charset=utf-8", prometheus_text(&openmetrics))
+        }
+    }
+}
+
+/// The classic Prometheus text format of an OpenMetrics exposition: a
+/// counter's `HELP` and `TYPE` name its samples (`x_total`), there is no
+/// `UNIT` line and no `# EOF`.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line.strip_prefix("# TYPE ").and_then(|l| l.strip_suffix(" counter")) {
+            counters.insert(name.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = line
+            .strip_prefix("# HELP ")
+            .map(|l| ("# HELP ", l))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|l| ("# TYPE ", l)));
+        match described {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) { "_total" } else { "" };
+                out.push_str(&format!("{kind}{name}{suffix} {tail}"));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// The namespace label of a series.
@@ -322,5 +387,21 @@ impl Collector for CacheCollector {
             encode_series(&mut encoder, s)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_text_format_names_counters_by_their_samples() {
+        let openmetrics = "# HELP app_requests Requests.\n# TYPE app_requests counter\napp_requests_total{a=\"b\"} 3\n\
+                           # HELP app_up Up.\n# TYPE app_up gauge\n# UNIT app_up seconds\napp_up 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP app_requests_total Requests.\n# TYPE app_requests_total counter\napp_requests_total{a=\"b\"} 3\n\
+             # HELP app_up Up.\n# TYPE app_up gauge\napp_up 1\n"
+        );
     }
 }
