@@ -43,28 +43,14 @@ echo "==> starting etcd on ${endpoint} (data in ${dir})"
 start_etcd demo "$dir/etcd" "$client_port" "$peer_port" "$dir/etcd.log"
 bg_pids="$!"
 export ETCDCTL_API=3
-ctl() { etcdctl --endpoints="$endpoint" "$@" >/dev/null; }
 for _ in $(seq 1 100); do
   etcdctl --endpoints="$endpoint" endpoint health >/dev/null 2>&1 && break
   sleep 0.1
 done
 
 echo "==> seeding demo data"
-tiers=(frontend backend backend data)
-for i in $(seq 1 24); do
-  tier=${tiers[$((i % 4))]}
-  ctl put "apps/services/svc-$(printf %02d "$i")" \
-    "{\"name\":\"svc-$i\",\"port\":$((8000 + i)),\"replicas\":$((i % 3 + 1)),\"labels\":{\"tier\":\"$tier\"}}"
-done
-ctl put "apps/config/log-level" "info"
-ctl put "apps/config/feature-flags" '{"new_ui":true,"beta":false}'
-ctl put "apps/config/motd" "Welcome to the etcd-cache-gateway demo"
-ctl put "apps/config/empty" ""
-printf '\x89PNG\r\n\x1a\n\x00\x00\xff' | ctl put "apps/blobs/logo.png"
-for i in $(seq 1 8); do
-  ctl put "infra/nodes/node-$i" "{\"zone\":\"zone-$((i % 3))\",\"ready\":true}"
-done
-ctl put "infra/dns/upstream" "9.9.9.9"
+# A fresh etcd: the revisions are the ones the README's examples use.
+bash scripts/demo-data.sh "$endpoint"
 
 cat >"$dir/gateway.toml" <<TOML
 listen = "${listen}"
@@ -91,31 +77,41 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+revision=$(etcdctl --endpoints="$endpoint" get --prefix "" --limit=1 -w fields | awk '/"Revision"/ {print $3}')
 cat <<TXT
 
-etcd-cache-gateway is running on ${base} (etcd: ${endpoint}).
+etcd-cache-gateway is running on ${base} (etcd: ${endpoint}), at revision ${revision}.
 Namespaces: "apps" (etcd prefix apps/) and "infra" (etcd prefix infra/).
+The gateway only reads: write with etcdctl, and watch the gateway follow.
+
+Paste this first; the README's examples use it:
+  export GW=${base}
+
+Revisions in the demo data (the README's examples use them):
+  26  apps/config/log-level was "info"      (?revision=26 shows it)
+  28  apps/config/motd last changed          (its ETag is "28")
+  41  apps/config/log-level became "debug"   (?min_revision=41 waits for it)
 
 Read:
-  curl -s ${base}/v1/namespaces
-  curl -s ${base}/v1/namespaces/apps/kv/config/motd
-  curl -s "${base}/v1/namespaces/apps/kv/config/feature-flags?raw=true"
-  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&limit=5"
-  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&filter=labels.tier==backend&select=name,port"
-  curl -s "${base}/v1/namespaces/apps/kv?prefix=services/&count_only=true"
-  curl -s "${base}/v1/namespaces/apps/kv/blobs/logo.png?encoding=base64"
-  curl -s "${base}/v1/namespaces/infra/kv?keys_only=true"
+  curl -s \$GW/v1/namespaces
+  curl -s \$GW/v1/namespaces/apps/kv/config/motd
+  curl -s "\$GW/v1/namespaces/apps/kv/config/feature-flags?raw=true"
+  curl -s "\$GW/v1/namespaces/apps/kv?delimiter=/"
+  curl -s "\$GW/v1/namespaces/apps/kv?prefix=services/&limit=5"
+  curl -s "\$GW/v1/namespaces/apps/kv?prefix=services/&filter=labels.tier==backend&select=name,port"
+  curl -s "\$GW/v1/namespaces/apps/kv/config/log-level?revision=26"
+  curl -s "\$GW/v1/namespaces/apps/kv/%FF%FE"
 
 Watch (leave it running, change data in another terminal):
-  curl -N "${base}/v1/namespaces/apps/watch?prefix=config/&snapshot=true"
-  ETCDCTL_API=3 etcdctl --endpoints=${endpoint} put apps/config/log-level debug
+  curl -N "\$GW/v1/namespaces/apps/watch?prefix=config/&snapshot=true"
+  ETCDCTL_API=3 etcdctl --endpoints=${endpoint} put apps/config/log-level trace
 
 In a browser (DevTools console on any page, CORS is open in the demo):
   const s = new EventSource("${base}/v1/namespaces/apps/watch"); s.addEventListener("change", e => console.log(JSON.parse(e.data)));
 
 Health and contract:
-  curl -s ${base}/readyz
-  curl -s ${base}/openapi.yaml | head
+  curl -s \$GW/readyz
+  curl -s \$GW/openapi.yaml | head
 
 Press Ctrl-C to stop etcd and the gateway and remove ${dir}.
 TXT

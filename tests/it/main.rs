@@ -14,6 +14,7 @@ mod kv_consistency;
 mod metrics;
 mod openapi;
 mod operations;
+mod readme;
 mod server;
 mod staleness;
 mod support;
