@@ -74,6 +74,8 @@ async fn real_responses_validate_against_the_spec() {
     client.put("app/json", "{\"a\":{\"b\":1}}", None).await.unwrap();
     client.put("app/bin", vec![0u8, 0xff], None).await.unwrap();
     client.put(b"app/\xff".to_vec(), "x", None).await.unwrap();
+    client.put(b"app/\xfe/deeper".to_vec(), "x", None).await.unwrap();
+    client.put("app/dir/x", "x", None).await.unwrap();
     let last = client.put("app/text", "hello", None).await.unwrap().header().unwrap().revision();
     let url = |path: &str| {
         gw.url(&format!("{path}{}min_revision={last}", if path.contains('?') { '&' } else { '?' }))
@@ -89,6 +91,7 @@ async fn real_responses_validate_against_the_spec() {
     }
     let namespaces = get(&gw.url("/v1/namespaces")).await.json();
     assert_valid("NamespaceStatus", &namespaces["namespaces"][0]);
+    assert_valid("NamespaceStatus", &get(&gw.url("/v1/namespaces/app")).await.json());
     for path in [
         "/v1/namespaces/app/kv/json?encoding=json",
         "/v1/namespaces/app/kv/bin",
@@ -104,6 +107,8 @@ async fn real_responses_validate_against_the_spec() {
         "/v1/namespaces/app/kv?keys_only=true&limit=1",
         "/v1/namespaces/app/kv?select=a.b",
         "/v1/namespaces/app/kv?filter=a.b==1&encoding=json",
+        "/v1/namespaces/app/kv?delimiter=/",
+        "/v1/namespaces/app/kv?sort=mod_revision&order=desc&limit=2",
     ] {
         assert_valid("RangeResponse", &get(&url(path)).await.json());
     }
@@ -113,6 +118,7 @@ async fn real_responses_validate_against_the_spec() {
         "/v1/namespaces/nope/kv",
         "/v1/namespaces/app/kv?limit=0",
         "/nowhere",
+        "/v1/namespaces/app/kv/dir/",
         "/v1/namespaces/app/kv?revision=99999",
     ] {
         let reply = get(&url(path)).await;
