@@ -12,7 +12,7 @@ use crate::cache::{
     CacheOptions, EvictionPolicy, NamespaceStatus, RevisionPolicy, TtlPolicy, ValueStore, WatchCache,
 };
 use crate::config::{CacheConfig, CachePolicy, Config, NamespaceConfig};
-use crate::etcd::{EtcdClient, EtcdLoader, Prefix, Reflector};
+use crate::etcd::{EtcdClient, EtcdSource, Prefix, Reflector};
 use crate::fanout::FrameMemo;
 
 /// Interval of the value store's maintenance (expiry, eviction bookkeeping):
@@ -70,7 +70,7 @@ impl Namespaces {
                     consistent_read_timeout: policy_config.consistent_read_timeout.get(),
                     wait_timeout: policy_config.wait_timeout.get(),
                 };
-                let loader = EtcdLoader::new(client.clone(), Prefix::new(ns.prefix.clone()));
+                let loader = EtcdSource::new(client.clone(), Prefix::new(ns.prefix.clone()));
                 let cache = WatchCache::new(options, values.clone(), Arc::new(loader), policy(policy_config));
                 Arc::new(Namespace { config: ns.clone(), cache, frames: FrameMemo::default() })
             })

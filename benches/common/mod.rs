@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_cache_gateway::cache::UpstreamError;
 use etcd_cache_gateway::cache::{
-    CacheOptions, Event, EventKind, KeyValue, LoadRequest, Loaded, Meta, ResetReason, Revision,
-    RevisionBatch, RevisionPolicy, ValueLoader, ValueStore, WatchCache,
+    CacheOptions, Event, EventKind, HistoryItem, KeyRange, KeyValue, LoadRequest, Loaded, Meta, ResetReason,
+    Revision, RevisionBatch, RevisionPolicy, Source, ValueStore, WatchCache,
 };
 use futures_util::future::BoxFuture;
 
@@ -20,7 +20,7 @@ pub const VALUE_BYTES: usize = 100;
 
 struct NoEtcd;
 
-impl ValueLoader for NoEtcd {
+impl Source for NoEtcd {
     fn load(&self, _: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
         Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
     }
@@ -31,6 +31,16 @@ impl ValueLoader for NoEtcd {
 
     fn compact_revision(&self, _: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
         Box::pin(async { Err(UpstreamError::Unavailable { message: "benchmarks never read etcd".into() }) })
+    }
+
+    fn history(
+        &self,
+        _: KeyRange,
+        _: Revision,
+        _: bool,
+    ) -> futures_util::stream::BoxStream<'static, Result<HistoryItem, UpstreamError>> {
+        let never = UpstreamError::Unavailable { message: "benchmarks never read etcd".into() };
+        Box::pin(futures_util::stream::iter([Err(never)]))
     }
 }
 

@@ -2,7 +2,7 @@
 //! revision, its recent history, and the values, fed by one writer (the
 //! reflector) and read by any number of requests and subscribers.
 //!
-//! I/O-free apart from the [`ValueLoader`] trait, so the whole core is tested
+//! I/O-free apart from the [`Source`] trait, so the whole core is tested
 //! against a model without etcd. It imports nothing above it: the etcd layer
 //! feeds it its own types ([`RevisionBatch`], [`UpstreamError`]) and the
 //! surfaces read it through snapshots and the fan-out. See DESIGN.md, "The
@@ -13,6 +13,7 @@ mod history;
 pub mod policy;
 mod read;
 mod snapshot;
+mod source;
 mod status;
 mod types;
 mod upstream;
@@ -29,8 +30,9 @@ pub use history::{Entry, EntryKind, History, Index};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
 pub use read::At;
 pub use snapshot::{Page, Snapshot};
+pub use source::{HistoryItem, LoadRequest, Loaded, Source};
 pub use status::{NamespaceStatus, Status, WatchRestart};
 pub use types::{Event, EventKind, KeyRange, KeyValue, Meta, Revision, RevisionBatch, prefix_end, successor};
 pub use upstream::UpstreamError;
-pub use values::{ENTRY_OVERHEAD_BYTES, LoadRequest, Loaded, ValueKey, ValueLoader, ValueStats, ValueStore};
+pub use values::{ENTRY_OVERHEAD_BYTES, ValueKey, ValueStats, ValueStore};
 pub use watch_cache::{ApplyError, CacheOptions, ResetMark, ResetReason, SnapshotBuilder, View, WatchCache};

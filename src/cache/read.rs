@@ -75,7 +75,7 @@ impl WatchCache {
                 if !self.inner.status.is_connected() {
                     return Err(ReadError::WatchDown);
                 }
-                let revision = self.inner.loader.current_revision().await?;
+                let revision = self.inner.source.current_revision().await?;
                 let status = &self.inner.status;
                 status.observe_etcd_revision(revision);
                 if self.head() < revision {
@@ -122,7 +122,7 @@ impl WatchCache {
         if revision <= status.etcd_revision() {
             return Ok(());
         }
-        let etcd_revision = self.inner.loader.current_revision().await?;
+        let etcd_revision = self.inner.source.current_revision().await?;
         status.observe_etcd_revision(etcd_revision);
         if revision > etcd_revision {
             return Err(ReadError::FutureRevision { revision, etcd_revision });

@@ -12,9 +12,10 @@ use bytes::Bytes;
 
 use super::error::ReadError;
 use super::history::Index;
+use super::source::{LoadRequest, Loaded};
 use super::types::{KeyRange, KeyValue, Meta, Revision};
 use super::upstream::UpstreamError;
-use super::values::{LoadRequest, Loaded, ValueStats};
+use super::values::ValueStats;
 use super::watch_cache::WatchCache;
 
 /// One page of a range.
@@ -27,7 +28,7 @@ pub struct Page {
 }
 
 #[derive(Clone)]
-enum Source {
+enum Backing {
     Index(Index),
     Etcd,
 }
@@ -39,7 +40,7 @@ pub struct Snapshot {
     revision: Revision,
     /// The revision of the namespace's last change at or before `revision`.
     last_change: Revision,
-    source: Source,
+    source: Backing,
 }
 
 impl Snapshot {
@@ -49,11 +50,11 @@ impl Snapshot {
         revision: Revision,
         last_change: Revision,
     ) -> Self {
-        Self { cache, revision, last_change, source: Source::Index(index) }
+        Self { cache, revision, last_change, source: Backing::Index(index) }
     }
 
     pub(super) fn from_etcd(cache: WatchCache, revision: Revision) -> Self {
-        Self { cache, revision, last_change: revision, source: Source::Etcd }
+        Self { cache, revision, last_change: revision, source: Backing::Etcd }
     }
 
     /// The revision this snapshot is exactly at.
@@ -70,7 +71,7 @@ impl Snapshot {
 
     /// Whether answers come from etcd rather than memory.
     pub fn is_from_etcd(&self) -> bool {
-        matches!(self.source, Source::Etcd)
+        matches!(self.source, Backing::Etcd)
     }
 
     /// The namespace's cache.
@@ -84,11 +85,11 @@ impl Snapshot {
     /// When etcd is needed and fails, or the revision is compacted there.
     pub async fn get(&self, key: &Bytes) -> Result<Option<KeyValue>, ReadError> {
         match &self.source {
-            Source::Index(index) => match index.get(key) {
+            Backing::Index(index) => match index.get(key) {
                 Some(meta) => Ok(Some(self.value_of(key.clone(), *meta).await?)),
                 None => Ok(None),
             },
-            Source::Etcd => {
+            Backing::Etcd => {
                 let page = self.load(KeyRange::key(key.clone()), 1, false).await?;
                 Ok(page.kvs.into_iter().next())
             }
@@ -101,7 +102,7 @@ impl Snapshot {
     /// When values must be loaded from etcd and that fails.
     pub async fn range(&self, range: &KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
         match &self.source {
-            Source::Index(index) => {
+            Backing::Index(index) => {
                 let mut metas = metas_in(index, range);
                 let mut page: Vec<(Bytes, Meta)> =
                     metas.by_ref().take(if limit == 0 { usize::MAX } else { limit }).collect();
@@ -113,7 +114,7 @@ impl Snapshot {
                 };
                 Ok(Page { kvs, more })
             }
-            Source::Etcd => self.load(range.clone(), limit, keys_only).await,
+            Backing::Etcd => self.load(range.clone(), limit, keys_only).await,
         }
     }
 
@@ -121,8 +122,8 @@ impl Snapshot {
     /// for in-memory snapshots; an etcd-backed one yields nothing.
     pub fn metas<'a>(&'a self, range: &'a KeyRange) -> impl Iterator<Item = (Bytes, Meta)> + 'a {
         let index = match &self.source {
-            Source::Index(index) => Some(index),
-            Source::Etcd => None,
+            Backing::Index(index) => Some(index),
+            Backing::Etcd => None,
         };
         index.into_iter().flat_map(move |index| metas_in(index, range))
     }
@@ -134,8 +135,8 @@ impl Snapshot {
     /// When values must be loaded from etcd and that fails.
     pub async fn values(&self, metas: Vec<(Bytes, Meta)>) -> Result<Vec<KeyValue>, ReadError> {
         match &self.source {
-            Source::Index(_) => self.values_of(metas).await,
-            Source::Etcd => {
+            Backing::Index(_) => self.values_of(metas).await,
+            Backing::Etcd => {
                 let mut kvs = Vec::with_capacity(metas.len());
                 for (key, _) in metas {
                     kvs.extend(self.get(&key).await?);
@@ -151,11 +152,11 @@ impl Snapshot {
     /// When the snapshot is etcd-backed and etcd fails.
     pub async fn count(&self, range: &KeyRange) -> Result<u64, ReadError> {
         match &self.source {
-            Source::Index(index) => Ok(metas_in(index, range).count() as u64),
-            Source::Etcd => {
+            Backing::Index(index) => Ok(metas_in(index, range).count() as u64),
+            Backing::Etcd => {
                 let request =
                     LoadRequest { range: range.clone(), revision: self.revision, limit: 1, keys_only: true };
-                match self.loader_call(request).await {
+                match self.source_call(request).await {
                     Ok(loaded) => Ok(loaded.count),
                     Err(e) => Err(self.read_error(e).await),
                 }
@@ -165,16 +166,16 @@ impl Snapshot {
 
     async fn load(&self, range: KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
         let request = LoadRequest { range, revision: self.revision, limit, keys_only };
-        match self.loader_call(request).await {
+        match self.source_call(request).await {
             Ok(loaded) => Ok(Page { kvs: loaded.kvs, more: loaded.more }),
             Err(e) => Err(self.read_error(e).await),
         }
     }
 
-    async fn loader_call(&self, request: LoadRequest) -> Result<Loaded, UpstreamError> {
+    async fn source_call(&self, request: LoadRequest) -> Result<Loaded, UpstreamError> {
         let inner = &self.cache.inner;
         ValueStats::count(&inner.stats.read_throughs, 1);
-        let loaded = inner.loader.load(request).await?;
+        let loaded = inner.source.load(request).await?;
         inner.status.observe_etcd_revision(loaded.revision);
         Ok(loaded)
     }
@@ -254,7 +255,7 @@ impl Snapshot {
     /// One ranged read at the snapshot revision, keyed for lookup.
     async fn load_values(&self, range: KeyRange) -> Result<HashMap<Bytes, (Revision, Bytes)>, ReadError> {
         let request = LoadRequest { range, revision: self.revision, limit: 0, keys_only: false };
-        match self.loader_call(request).await {
+        match self.source_call(request).await {
             Ok(loaded) => {
                 Ok(loaded.kvs.into_iter().map(|kv| (kv.key, (kv.meta.mod_revision, kv.value))).collect())
             }
@@ -272,7 +273,7 @@ impl Snapshot {
         key: Bytes,
         mod_revision: Revision,
     ) -> impl Future<Output = Result<Bytes, UpstreamError>> + Send + 'static {
-        let loader = Arc::clone(&self.cache.inner.loader);
+        let loader = Arc::clone(&self.cache.inner.source);
         let revision = self.revision;
         ValueStats::count(&self.cache.inner.stats.read_throughs, 1);
         async move {

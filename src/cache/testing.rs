@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::{self, BoxStream};
 use proptest::prelude::*;
 
 use super::*;
@@ -32,9 +33,9 @@ impl FakeEtcd {
 }
 
 #[derive(Clone, Default)]
-pub(crate) struct FakeLoader(pub(crate) Arc<Mutex<FakeEtcd>>);
+pub(crate) struct FakeSource(pub(crate) Arc<Mutex<FakeEtcd>>);
 
-impl ValueLoader for FakeLoader {
+impl Source for FakeSource {
     fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
         let etcd = self.0.lock().unwrap();
         let head = etcd.head();
@@ -74,12 +75,53 @@ impl ValueLoader for FakeLoader {
         let compacted = self.0.lock().unwrap().compacted;
         Box::pin(async move { Ok(compacted) })
     }
+
+    /// The model's history: each revision's changes to `range`, from the
+    /// states on either side of it, then quiet up to the model's head.
+    fn history(
+        &self,
+        range: KeyRange,
+        after: Revision,
+        prev_kv: bool,
+    ) -> BoxStream<'static, Result<HistoryItem, UpstreamError>> {
+        let etcd = self.0.lock().unwrap();
+        if after < etcd.compacted {
+            let error = UpstreamError::Compacted { message: "required revision has been compacted".into() };
+            return Box::pin(stream::iter([Err(error)]));
+        }
+        let mut items = Vec::new();
+        let mut before = etcd.state_at(after).cloned().unwrap_or_default();
+        for (revision, state) in etcd.states.range(after + 1..) {
+            let mut events = Vec::new();
+            let keys: std::collections::BTreeSet<&Bytes> = before.keys().chain(state.keys()).collect();
+            for key in keys.into_iter().filter(|k| range.contains(k)) {
+                let prev = before.get(key).filter(|_| prev_kv).cloned();
+                match (before.get(key), state.get(key)) {
+                    (old, Some(new)) if old != Some(new) => {
+                        events.push(Event { kind: EventKind::Put, kv: new.clone(), prev_kv: prev })
+                    }
+                    (Some(_), None) => events.push(Event {
+                        kind: EventKind::Delete,
+                        kv: KeyValue::tombstone(key.clone(), *revision),
+                        prev_kv: prev,
+                    }),
+                    _ => {}
+                }
+            }
+            if !events.is_empty() {
+                items.push(Ok(HistoryItem::Batch(RevisionBatch { revision: *revision, events })));
+            }
+            before = state.clone();
+        }
+        items.push(Ok(HistoryItem::Quiet(etcd.head())));
+        Box::pin(stream::iter(items))
+    }
 }
 
 pub(crate) fn cache_with(
     policy: Box<dyn EvictionPolicy>,
     max_value_bytes: u64,
-    loader: FakeLoader,
+    loader: FakeSource,
 ) -> WatchCache {
     let options = CacheOptions {
         name: "test".into(),

@@ -41,7 +41,7 @@ async fn check_reads_at(cache: &WatchCache, state: &State, revision: Revision) {
 }
 
 async fn run_history(steps: Vec<Step>, policy: Box<dyn EvictionPolicy>, max_value_bytes: u64) {
-    let loader = FakeLoader::default();
+    let loader = FakeSource::default();
     let cache = cache_with(policy, max_value_bytes, loader.clone());
     // Bootstrap at revision 1 with an empty namespace.
     loader.0.lock().unwrap().states.insert(1, State::new());
@@ -105,7 +105,7 @@ proptest! {
 
 #[tokio::test]
 async fn a_ttl_of_zero_keeps_only_the_latest_state_and_reads_values_through() {
-    let loader = FakeLoader::default();
+    let loader = FakeSource::default();
     let cache = cache_with(Box::new(TtlPolicy { ttl: Duration::from_millis(1) }), 1 << 20, loader.clone());
     loader.0.lock().unwrap().states.insert(1, State::new());
     cache.snapshot_builder(1).install(ResetReason::Relisted).await;
@@ -127,7 +127,7 @@ async fn a_ttl_of_zero_keeps_only_the_latest_state_and_reads_values_through() {
 
 #[tokio::test]
 async fn revision_window_stays_at_history_revisions() {
-    let loader = FakeLoader::default();
+    let loader = FakeSource::default();
     let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 5 }), 1 << 20, loader.clone());
     loader.0.lock().unwrap().states.insert(1, State::new());
     cache.snapshot_builder(1).install(ResetReason::Relisted).await;
@@ -147,7 +147,7 @@ async fn revision_window_stays_at_history_revisions() {
 #[tokio::test]
 async fn batches_must_move_forward() {
     let cache =
-        cache_with(Box::new(RevisionPolicy { history_revisions: 10 }), 1 << 20, FakeLoader::default());
+        cache_with(Box::new(RevisionPolicy { history_revisions: 10 }), 1 << 20, FakeSource::default());
     let batch = |revision| RevisionBatch {
         revision,
         events: vec![Event {
@@ -168,7 +168,7 @@ async fn batches_must_move_forward() {
 
 #[tokio::test]
 async fn future_and_compacted_revisions_are_reported() {
-    let loader = FakeLoader::default();
+    let loader = FakeSource::default();
     let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 2 }), 1 << 20, loader.clone());
     for step in [
         Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] },
@@ -195,7 +195,7 @@ async fn future_and_compacted_revisions_are_reported() {
 
 #[tokio::test]
 async fn at_least_waits_for_head_and_times_out() {
-    let loader = FakeLoader::default();
+    let loader = FakeSource::default();
     let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 100 }), 1 << 20, loader.clone());
     loader.0.lock().unwrap().states.insert(1, State::new());
     cache.snapshot_builder(1).install(ResetReason::Relisted).await;

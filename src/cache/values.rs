@@ -1,16 +1,15 @@
 //! The value store: one moka cache per gateway, keyed by `(namespace, key,
 //! mod_revision)`. A version's value never changes, so entries never need
 //! invalidating for correctness; the question is only how long to keep them.
-//! A miss is loaded from etcd through the [`ValueLoader`].
+//! A miss is loaded from etcd through the [`Source`](super::Source).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 
-use super::types::{KeyRange, KeyValue, Revision};
+use super::types::Revision;
 use super::upstream::UpstreamError;
 
 /// Bytes counted per cached value beyond key and value: moka's entry and
@@ -19,45 +18,6 @@ use super::upstream::UpstreamError;
 /// keys and 100-byte values, BENCHMARKS.md), so `max_value_bytes` bounds real
 /// memory, not just payload.
 pub const ENTRY_OVERHEAD_BYTES: usize = 576;
-
-/// What the loader is asked for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadRequest {
-    /// Keys to read, relative to the namespace.
-    pub range: KeyRange,
-    /// Revision to read at; 0 = latest.
-    pub revision: Revision,
-    /// Most keys returned; 0 = all.
-    pub limit: usize,
-    /// Skip values.
-    pub keys_only: bool,
-}
-
-/// What the loader answers.
-#[derive(Clone, Debug, Default)]
-pub struct Loaded {
-    /// The key-values, sorted by key.
-    pub kvs: Vec<KeyValue>,
-    /// The revision of etcd's response header.
-    pub revision: Revision,
-    /// Whether more keys exist in the range beyond `limit`.
-    pub more: bool,
-    /// Number of keys in the whole range.
-    pub count: u64,
-}
-
-/// Reads from etcd on the cache's behalf (tests substitute a fake).
-pub trait ValueLoader: Send + Sync + 'static {
-    /// Reads a range of the namespace at a revision.
-    fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>>;
-
-    /// etcd's current revision, from a linearizable request.
-    fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>>;
-
-    /// etcd's compaction revision (the oldest it can still read), asked
-    /// after etcd refused to read at `compacted` for that reason.
-    fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>>;
-}
 
 /// Identity of one cached value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

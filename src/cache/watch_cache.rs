@@ -17,9 +17,10 @@ use tokio::sync::{Mutex, Notify, watch};
 use super::error::ReadError;
 use super::history::{Entry, EntryKind, History, Index};
 use super::policy::EvictionPolicy;
+use super::source::Source;
 use super::status::{NamespaceStatus, Status};
 use super::types::{EventKind, KeyValue, Revision, RevisionBatch};
-use super::values::{ValueKey, ValueLoader, ValueStats, ValueStore};
+use super::values::{ValueKey, ValueStats, ValueStore};
 
 /// Why subscribers lost their place in the history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +114,7 @@ pub(super) struct Inner {
     pub(super) head_tx: watch::Sender<Revision>,
     pub(super) values: ValueStore,
     pub(super) stats: ValueStats,
-    pub(super) loader: Arc<dyn ValueLoader>,
+    pub(super) source: Arc<dyn Source>,
     policy: Box<dyn EvictionPolicy>,
     pub(super) status: Status,
     /// Wakes the reflector to ask etcd for a progress notification.
@@ -139,7 +140,7 @@ impl WatchCache {
     pub fn new(
         options: CacheOptions,
         values: ValueStore,
-        loader: Arc<dyn ValueLoader>,
+        source: Arc<dyn Source>,
         policy: Box<dyn EvictionPolicy>,
     ) -> Self {
         let (head_tx, _) = watch::channel(0);
@@ -150,7 +151,7 @@ impl WatchCache {
                 head_tx,
                 values,
                 stats: ValueStats::default(),
-                loader,
+                source,
                 policy,
                 status: Status::default(),
                 progress_wanted: Notify::new(),
@@ -187,6 +188,11 @@ impl WatchCache {
     /// Value hit/miss counters.
     pub fn value_stats(&self) -> &ValueStats {
         &self.inner.stats
+    }
+
+    /// The cache's source of truth (for what only etcd has: old history).
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.inner.source
     }
 
     /// The eviction policy in force.
@@ -318,10 +324,10 @@ impl WatchCache {
     /// names the oldest revision still available, which is etcd's
     /// compaction revision (learnt from etcd when not known yet); failing
     /// that, the start of the window.
-    pub(super) async fn compacted(&self, revision: Revision) -> ReadError {
+    pub async fn compacted(&self, revision: Revision) -> ReadError {
         let status = &self.inner.status;
         if status.etcd_compact_revision() <= revision {
-            match self.inner.loader.compact_revision(revision).await {
+            match self.inner.source.compact_revision(revision).await {
                 Ok(compact_revision) => status.observe_compaction(compact_revision),
                 Err(e) => {
                     tracing::debug!(namespace = self.name(), error = %e, "etcd's compaction revision is unknown")

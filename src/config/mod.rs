@@ -210,6 +210,10 @@ pub struct WatchConfig {
     pub heartbeat_interval: HumanDuration,
     /// Streams are closed after this long (jittered ±10%) so load rebalances.
     pub max_stream_lifetime: HumanDuration,
+    /// Streams resumed from a revision older than the history window are
+    /// caught up from etcd, one etcd watch each for as long as that takes:
+    /// at most this many at once (the others wait their turn).
+    pub max_catch_ups: usize,
 }
 
 impl Default for WatchConfig {
@@ -221,6 +225,7 @@ impl Default for WatchConfig {
             progress_interval: HumanDuration::secs(30),
             heartbeat_interval: HumanDuration::secs(15),
             max_stream_lifetime: HumanDuration::secs(30 * 60),
+            max_catch_ups: 32,
         }
     }
 }

@@ -214,6 +214,7 @@ impl Config {
         let w = &self.watch;
         nonzero("watch.max_subscribers", w.max_subscribers as u64)?;
         nonzero("watch.max_subscribers_per_namespace", w.max_subscribers_per_namespace as u64)?;
+        nonzero("watch.max_catch_ups", w.max_catch_ups as u64)?;
         if w.max_streams_per_token == Some(0) {
             return Err(bad("watch.max_streams_per_token", 0, "must be greater than zero"));
         }

@@ -196,7 +196,7 @@ impl Reflector {
         );
         builder.install(reason).await;
         // What etcd itself still has, for /v1/namespaces (not needed to serve).
-        match super::loader::compaction(&self.client, &self.prefix).await {
+        match super::source::compaction(&self.client, &self.prefix).await {
             Ok(compact_revision) => self.cache.status().observe_compaction(compact_revision),
             Err(e) => {
                 tracing::debug!(namespace = self.cache.name(), error = %e, "etcd's compaction revision is unknown")

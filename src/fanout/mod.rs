@@ -4,13 +4,16 @@
 //! A [`Subscription`] is a cursor into the cache's shared history, woken
 //! when head moves; [`select`] says which events of a batch its key range
 //! wants; [`FrameMemo`] renders each batch once per output [`Shape`] and
-//! shares the bytes. Every streaming surface (SSE on `/v1`, and the other
+//! shares the bytes; a subscriber behind the window is brought back to the
+//! shared history by a [`CatchUp`] from etcd. Every streaming surface (SSE on `/v1`, and the other
 //! dialects) is built from these three, and none of them knows a wire format.
 
+mod catch_up;
 mod frames;
 mod selection;
 mod subscription;
 
+pub use catch_up::{CatchUp, CatchUps, Step};
 pub use frames::{FrameMemo, MEMO_BYTES, MEMO_REVISIONS, Rendered, Shape};
 pub use selection::{Selected, select};
 pub use subscription::{Subscription, Update};

@@ -26,6 +26,12 @@ pub struct Subscription {
     updates: watch::Receiver<Revision>,
 }
 
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").field("cache", &self.cache).field("cursor", &self.cursor).finish()
+    }
+}
+
 impl Subscription {
     /// Subscribes to `cache` after `cursor`: the first update is the first
     /// batch with a revision greater than it (or a reset, when the window no

@@ -44,6 +44,8 @@ pub struct Shared {
     pub tokens: auth::Tokens,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The bound on subscribers being caught up from etcd at once.
+    pub catch_ups: Arc<crate::fanout::CatchUps>,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,8 +70,9 @@ impl AppState {
     ) -> Result<Self, crate::config::ConfigError> {
         let watch_limits = limits::WatchLimits::new(&config);
         let tokens = auth::Tokens::resolve(&config.tokens, env)?;
-        let metrics = crate::metrics::Metrics::new(namespaces.clone());
-        Ok(Self(Arc::new(Shared { config, namespaces, shutdown, watch_limits, tokens, metrics })))
+        let catch_ups = Arc::new(crate::fanout::CatchUps::new(config.watch.max_catch_ups));
+        let metrics = crate::metrics::Metrics::new(namespaces.clone(), Arc::clone(&catch_ups));
+        Ok(Self(Arc::new(Shared { config, namespaces, shutdown, watch_limits, tokens, metrics, catch_ups })))
     }
 }
 

@@ -142,7 +142,8 @@ mod tests {
     async fn timeouts_limits_ids_and_counts() {
         let config = crate::config::Config::default();
         let client = crate::etcd::EtcdClient::connect(&config.etcd).await.unwrap();
-        let metrics = Metrics::new(Namespaces::new(&config, &client));
+        let metrics =
+            Metrics::new(Namespaces::new(&config, &client), Arc::new(crate::fanout::CatchUps::new(1)));
         let app = app(metrics.clone());
         let slow = app.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(slow.status(), 504);

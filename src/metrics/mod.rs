@@ -23,6 +23,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::cache::WatchRestart;
+use crate::fanout::CatchUps;
 use crate::namespaces::Namespaces;
 
 mod process;
@@ -83,7 +84,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// A registry with every metric, reading `namespaces` at scrape time.
-    pub fn new(namespaces: Namespaces) -> Arc<Self> {
+    pub fn new(namespaces: Namespaces, catch_ups: Arc<CatchUps>) -> Arc<Self> {
         let mut root = Registry::default();
         root.register_collector(Box::new(process::ProcessCollector));
         let registry = root.sub_registry_with_prefix("etcd_cache_gateway");
@@ -121,7 +122,7 @@ impl Metrics {
         let build_info = Family::<Labels, Gauge>::default();
         build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The gateway's version (the value is always 1)", build_info);
-        registry.register_collector(Box::new(CacheCollector { namespaces }));
+        registry.register_collector(Box::new(CacheCollector { namespaces, catch_ups }));
         Arc::new(Self {
             registry: root,
             http_requests,
@@ -205,6 +206,7 @@ pub fn namespace_labels(namespace: &str) -> Labels {
 #[derive(Debug)]
 struct CacheCollector {
     namespaces: Namespaces,
+    catch_ups: Arc<CatchUps>,
 }
 
 /// One gauge or counter family: name, help, whether a counter, and a value per namespace.
@@ -375,6 +377,27 @@ impl Collector for CacheCollector {
                 "Values dropped for cache.max_value_bytes or, with the ttl policy, for being idle (all namespaces)",
                 true,
                 vec![(Vec::new(), i64::try_from(self.namespaces.values().evictions()).unwrap_or(i64::MAX))],
+            ),
+            (
+                "catch_ups",
+                "Streams resumed behind the history window and caught up from etcd, by outcome: caught_up \
+                 (continued from the shared history), compacted (etcd had compacted it: a reset followed), \
+                 failed (etcd could not be read: the stream ended and the client resumes later)",
+                true,
+                [
+                    ("caught_up", &self.catch_ups.completed),
+                    ("compacted", &self.catch_ups.compacted),
+                    ("failed", &self.catch_ups.failed),
+                ]
+                .into_iter()
+                .map(|(outcome, n)| (vec![("outcome", outcome.to_owned())], count(n)))
+                .collect(),
+            ),
+            (
+                "catch_ups_waiting",
+                "Catch-ups waiting for their turn (watch.max_catch_ups run at once)",
+                false,
+                vec![(Vec::new(), count(&self.catch_ups.waiting))],
             ),
             (
                 "values",

@@ -15,6 +15,7 @@ mod metrics;
 mod openapi;
 mod operations;
 mod readme;
+mod resume;
 mod server;
 mod staleness;
 mod support;

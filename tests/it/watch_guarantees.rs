@@ -206,8 +206,50 @@ async fn etcd_restart_during_open_streams_loses_and_repeats_nothing() {
     assert_eq!(seen, reference);
 }
 
+/// Opens `url` and reads only its first chunk (`retry:`), then stops
+/// reading: the gateway can write no more than the socket buffers hold.
+async fn stalled(url: &str) -> reqwest::Response {
+    let mut response = reqwest::get(url).await.unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("retry:"));
+    response
+}
+
+/// Reads a stalled stream again: its events until `done` says stop (or 60 s pass).
+async fn read_again(
+    response: reqwest::Response,
+    mut done: impl FnMut(&eventsource_stream::Event) -> bool,
+) -> Vec<eventsource_stream::Event> {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let mut events = response.bytes_stream().eventsource();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.next()).await {
+        let event = event.expect("a well-formed stream");
+        let stop = done(&event);
+        seen.push(event);
+        if stop {
+            break;
+        }
+    }
+    seen
+}
+
+/// 500 revisions of 100 puts with 100-byte values: 50,000 events.
+async fn flood(client: &mut etcd_client::Client, rounds: usize) -> Vec<i64> {
+    let value = "v".repeat(100);
+    let mut revisions = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let ops: Vec<TxnOp> =
+            (0..100).map(|i| TxnOp::put(format!("g/k{i:03}"), format!("{round}{value}"), None)).collect();
+        revisions.push(client.txn(Txn::new().and_then(ops)).await.unwrap().header().unwrap().revision());
+    }
+    revisions
+}
+
 #[tokio::test]
-async fn a_subscriber_that_stops_reading_is_reset_and_slows_no_one() {
+async fn a_subscriber_that_stops_reading_is_caught_up_from_etcd_and_slows_no_one() {
     let etcd = Etcd::start().await;
     let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "g", "g/");
     config.cache.history_revisions = 100;
@@ -215,57 +257,68 @@ async fn a_subscriber_that_stops_reading_is_reset_and_slows_no_one() {
     let mut client = etcd.client().await;
     let start = client.put("g/start", "", None).await.unwrap().header().unwrap().revision();
     let url = |q: &str| gw.url(&format!("/v1/namespaces/g/watch?{q}"));
-
-    // Two subscribers that read the first event, then stop reading.
-    let mut stalled = Vec::new();
-    for query in ["", "on_gap=error"] {
-        let mut response = reqwest::get(url(query)).await.unwrap();
-        let first = response.chunk().await.unwrap().unwrap();
-        assert!(String::from_utf8_lossy(&first).starts_with("retry:"));
-        stalled.push(response);
-    }
+    let slow = [stalled(&url("")).await, stalled(&url("on_gap=error")).await];
     let (until_tx, until) = watch::channel(i64::MAX);
     let fast = tokio::spawn(subscribe(url("progress_interval=1s"), start, until, None));
 
-    // 50,000 events: 500 revisions of 100 puts with 100-byte values.
-    let value = "v".repeat(100);
-    let mut end = start;
-    for round in 0..500 {
-        let ops: Vec<TxnOp> =
-            (0..100).map(|i| TxnOp::put(format!("g/k{i:03}"), format!("{round}{value}"), None)).collect();
-        end = client.txn(Txn::new().and_then(ops)).await.unwrap().header().unwrap().revision();
-    }
-    until_tx.send_replace(end);
+    let written = flood(&mut client, 500).await;
+    until_tx.send_replace(*written.last().unwrap());
     let seen = fast.await.unwrap();
     assert_eq!(seen.len(), 500, "the reading subscriber got every revision");
     assert!(seen.iter().all(|(_, events)| events.len() == 100));
 
-    // The stalled ones read again: past what their sockets buffered, the
-    // history they need is gone.
-    for (mut response, expected) in stalled.into_iter().zip(["event: reset", "event: error"]) {
-        let mut text = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !text.contains(expected) {
-            let chunk = tokio::time::timeout_at(deadline, response.chunk()).await.expect("in time").unwrap();
-            let Some(chunk) = chunk else { break };
-            let tail = text.len().saturating_sub(64);
-            text = text[tail..].to_owned() + &String::from_utf8_lossy(&chunk);
-        }
-        assert!(text.contains(expected), "{expected} never came");
-        if expected == "event: reset" {
-            let rest = raw_after(&mut response, "}\n\n", &text).await;
-            assert!(rest.contains("\"code\":\"lagged\""), "{rest}");
-        }
+    // The stalled ones read again: past what their sockets held, their
+    // history left the window, but etcd still has it: they are caught up,
+    // every revision once and in order, no reset, no error.
+    let last = *written.last().unwrap();
+    for response in slow {
+        let events = read_again(response, |e| e.id == last.to_string()).await;
+        let kinds: std::collections::BTreeSet<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert!(kinds.iter().all(|k| ["change", "progress", "synced"].contains(k)), "{kinds:?}");
+        let changes: Vec<i64> =
+            events.iter().filter(|e| e.event == "change").map(|e| e.id.parse().unwrap()).collect();
+        let first_difference = changes.iter().zip(&written).position(|(a, b)| a != b);
+        assert!(
+            changes == written,
+            "{} changes for {} revisions; first difference at {first_difference:?}; last event {:?}",
+            changes.len(),
+            written.len(),
+            events.last().map(|e| (&e.event, &e.id))
+        );
     }
+    let samples = crate::support::metrics::scrape(&gw).await;
+    let caught_up = crate::support::metrics::value(
+        &samples,
+        "etcd_cache_gateway_catch_ups_total",
+        &[("outcome", "caught_up")],
+    );
+    assert_eq!(caught_up, 2.0);
 }
 
-/// Reads until `needle` follows what `text` holds.
-async fn raw_after(response: &mut reqwest::Response, needle: &str, text: &str) -> String {
-    let from = text.find("event: reset").unwrap_or(0);
-    let mut out = text[from..].to_owned();
-    while !out.contains(needle) {
-        let Some(chunk) = response.chunk().await.unwrap() else { break };
-        out.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    out
+#[tokio::test]
+async fn a_stalled_subscriber_whose_history_etcd_compacted_is_reset_or_ends_with_an_error() {
+    let etcd = Etcd::start().await;
+    let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "g", "g/");
+    config.cache.history_revisions = 100;
+    let gw = Gateway::start_ready(config).await;
+    let mut client = etcd.client().await;
+    let url = |q: &str| gw.url(&format!("/v1/namespaces/g/watch?{q}"));
+    let reset = stalled(&url("")).await;
+    let error = stalled(&url("on_gap=error")).await;
+    let written = flood(&mut client, 300).await;
+    etcd.compact(*written.last().unwrap()).await;
+
+    let mut after_reset = false;
+    let events = read_again(reset, |e| {
+        after_reset |= e.event == "reset";
+        after_reset && e.event == "synced"
+    })
+    .await;
+    let reset_event = events.iter().find(|e| e.event == "reset").expect("a reset");
+    let data: Value = serde_json::from_str(&reset_event.data).unwrap();
+    assert_eq!(data["code"], "compacted");
+    let events = read_again(error, |e| e.event == "error").await;
+    let data: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!((data["code"].as_str(), data["reason"].as_str()), (Some("compacted"), Some("compacted")));
+    assert_eq!(data["compact_revision"], *written.last().unwrap(), "where etcd's history starts now");
 }

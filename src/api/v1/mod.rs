@@ -2,6 +2,8 @@
 //! watches, and the namespaces.
 
 mod filter;
+#[cfg(test)]
+mod fuzz_tests;
 mod kv;
 mod kv_request;
 mod listing;

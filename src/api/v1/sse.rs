@@ -112,9 +112,10 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
 /// The `change` frame of `entry` for a subscriber of `range` and shape, or
 /// `None` when none of its events is in the range. The whole batch's bytes
 /// are shared when every event is selected; otherwise the selected events'
-/// shared bytes are joined without re-encoding.
+/// shared bytes are joined without re-encoding. Without a memo (an entry only
+/// this subscriber sees) the batch is rendered for this frame alone.
 pub fn change(
-    memo: &FrameMemo,
+    memo: Option<&FrameMemo>,
     entry: &Arc<Entry>,
     range: &KeyRange,
     encoding: Encoding,
@@ -124,8 +125,11 @@ pub fn change(
     if selected == Selected::None {
         return None;
     }
-    let rendered =
-        memo.rendered(entry, shape(encoding, prev_kv), |e| render(&e.events, e.revision, encoding, prev_kv));
+    let render = |e: &Entry| render(&e.events, e.revision, encoding, prev_kv);
+    let rendered = match memo {
+        Some(memo) => memo.rendered(entry, shape(encoding, prev_kv), render),
+        None => Arc::new(render(entry)),
+    };
     let Selected::Some(chosen) = selected else {
         return Some(event("change", Some(entry.revision), [rendered.whole.clone()]));
     };

@@ -31,9 +31,9 @@ use super::namespace::of_path;
 use super::render::KvJson;
 use super::sse::{self, Frame};
 use super::watch_request::{OnGap, WatchRequest};
-use crate::cache::{ResetReason, Revision, Snapshot};
+use crate::cache::{ResetReason, Revision, Snapshot, UpstreamError};
 use crate::error::{ApiError, Problem};
-use crate::fanout::{Subscription, Update};
+use crate::fanout::{CatchUp, CatchUps, Step, Subscription, Update};
 use crate::http::auth::{Caller, token_labels};
 use crate::http::limits::WatchPermit;
 use crate::http::params::Params;
@@ -59,9 +59,15 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
         // With on_gap=error a gap known now is an HTTP error, not an event:
         // EventSource gives up on it for good instead of reconnecting into
         // the same error every few seconds.
+        // A position behind the window is caught up from etcd; only one
+        // etcd no longer has (or a cache that went back in time) is a gap.
         if watch.on_gap == OnGap::Error {
             if let Some(reason) = Subscription::new(cache, since).gap_now() {
-                return Ok(gap_problem(cache, since, reason).into_response());
+                let compacted = since + 1 < cache.status().etcd_compact_revision();
+                if compacted || !CatchUp::needed(cache, since) {
+                    let reason = if compacted { ResetReason::Compacted } else { reason };
+                    return Ok(gap_problem(cache, since, reason).into_response());
+                }
             }
         }
     }
@@ -77,6 +83,7 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
         phase: Phase::Start,
         pending: VecDeque::new(),
         shutdown: app.shutdown.clone(),
+        catch_ups: Arc::clone(&app.catch_ups),
         timers,
         metrics,
         _permit: permit,
@@ -93,10 +100,16 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     Ok(response)
 }
 
-/// `compacted` for a subscriber at `cursor` whose history is gone, with why.
+/// `compacted` for a subscriber at `cursor` whose history is gone, with why:
+/// the oldest revision a resume works from is etcd's compaction revision
+/// when etcd compacted it, else the window's start.
 fn gap_problem(cache: &crate::cache::WatchCache, cursor: Revision, reason: ResetReason) -> Problem {
     let view = cache.view();
-    let compact_revision = view.history.oldest_revision().unwrap_or(view.head);
+    let window = view.history.min_cursor().unwrap_or(view.head);
+    let compact_revision = match reason {
+        ResetReason::Compacted => cache.status().etcd_compact_revision().max(window.min(cursor + 1)),
+        _ => window,
+    };
     ApiError::Compacted { revision: cursor + 1, compact_revision }.problem().with("reason", reason.as_str())
 }
 
@@ -107,6 +120,10 @@ enum Phase {
     Snapshot { snapshot: Snapshot, after: Option<Bytes> },
     /// Replaying history after `since`; `synced` when caught up.
     Replay,
+    /// Replaying from etcd what the window no longer has, from `cursor`
+    /// (started on the first turn: it may wait for its turn); then `Replay`
+    /// (before `synced`) or `Live` (after).
+    CatchUp { cursor: Revision, catch_up: Option<Box<CatchUp>>, synced: bool },
     /// Following new revisions.
     Live,
     /// Ended.
@@ -152,9 +169,20 @@ struct WatchStream {
     phase: Phase,
     pending: VecDeque<Bytes>,
     shutdown: CancellationToken,
+    catch_ups: Arc<CatchUps>,
     timers: Timers,
     metrics: StreamMetrics,
     _permit: WatchPermit,
+}
+
+/// What a phase produced.
+enum Next {
+    /// A frame to send.
+    Frame(Frame),
+    /// Nothing to send yet: the phase changed, take the next turn.
+    Turn,
+    /// The stream ends.
+    End,
 }
 
 /// A stream's share of the SSE metrics, with the handles of its series
@@ -230,12 +258,22 @@ impl WatchStream {
     }
 
     async fn next_frame(&mut self) -> Option<Frame> {
-        match std::mem::replace(&mut self.phase, Phase::Done) {
-            Phase::Done => None,
-            Phase::Start => Some(self.start()),
-            Phase::Snapshot { snapshot, after } => Some(self.snapshot_chunk(snapshot, after).await),
-            Phase::Replay => Some(self.replay()),
-            Phase::Live => self.live().await,
+        loop {
+            let next = match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Done => Next::End,
+                Phase::Start => Next::Frame(self.start()),
+                Phase::Snapshot { snapshot, after } => {
+                    Next::Frame(self.snapshot_chunk(snapshot, after).await)
+                }
+                Phase::Replay => self.replay(),
+                Phase::CatchUp { cursor, catch_up, synced } => self.catch_up(cursor, catch_up, synced).await,
+                Phase::Live => self.live().await,
+            };
+            match next {
+                Next::Frame(frame) => return Some(frame),
+                Next::Turn => {}
+                Next::End => return None,
+            }
         }
     }
 
@@ -245,7 +283,11 @@ impl WatchStream {
         let head = cache.head();
         if let Some(since) = self.request.since {
             self.subscription = Some(Subscription::new(cache, since));
-            self.phase = Phase::Replay;
+            self.phase = if CatchUp::needed(cache, since) {
+                Phase::CatchUp { cursor: since, catch_up: None, synced: false }
+            } else {
+                Phase::Replay
+            };
         } else if self.request.snapshot {
             let subscription = Subscription::new(cache, head);
             self.begin_snapshot(subscription, &mut frame);
@@ -303,36 +345,91 @@ impl WatchStream {
         frame
     }
 
-    /// The `change` frame of a batch, if the subscriber selects any of it.
-    fn change(&mut self, entry: &Arc<crate::cache::Entry>) -> Option<Frame> {
+    /// The `change` frame of a batch, if the subscriber selects any of it
+    /// (batches of the shared history are rendered once for every
+    /// subscriber; a catch-up's are this subscriber's own).
+    fn change(&mut self, entry: &Arc<crate::cache::Entry>, shared: bool) -> Option<Frame> {
         let request = &self.request;
-        let frame = sse::change(&self.ns.frames, entry, &request.range, request.encoding, request.prev_kv)?;
+        let memo = shared.then_some(&self.ns.frames);
+        let frame = sse::change(memo, entry, &request.range, request.encoding, request.prev_kv)?;
         self.timers.event_sent();
         Some(frame)
     }
 
     /// Delivers the history after `since` without waiting, then `synced`.
-    fn replay(&mut self) -> Frame {
+    fn replay(&mut self) -> Next {
         loop {
             let subscription = self.subscription.as_mut().expect("subscribed at start");
             match subscription.try_next() {
                 Some(Update::Batch(entry)) => {
-                    if let Some(frame) = self.change(&entry) {
+                    if let Some(frame) = self.change(&entry, true) {
                         self.phase = Phase::Replay;
-                        return frame;
+                        return Next::Frame(frame);
                     }
                 }
-                Some(Update::Reset(reason)) => return self.gap(reason),
+                Some(Update::Reset(reason)) => return self.behind(reason, false),
                 None => {
                     let revision = subscription.progress().unwrap_or_else(|| subscription.cursor());
                     self.phase = Phase::Live;
-                    return self.synced(revision);
+                    return Next::Frame(self.synced(revision));
                 }
             }
         }
     }
 
-    async fn live(&mut self) -> Option<Frame> {
+    /// The subscriber's history left the window: catch it up from etcd
+    /// when etcd still has it, else the gap (`reset` or `error`).
+    fn behind(&mut self, reason: ResetReason, synced: bool) -> Next {
+        let cursor = self.subscription.as_ref().map_or(0, Subscription::cursor);
+        if CatchUp::needed(&self.ns.cache, cursor) {
+            self.phase = Phase::CatchUp { cursor, catch_up: None, synced };
+            return Next::Turn;
+        }
+        Next::Frame(self.gap(reason))
+    }
+
+    /// One turn of a catch-up: a replayed revision, or the handover to the
+    /// shared history; a position etcd compacted is a gap, and etcd being
+    /// unreachable ends the stream (the client resumes later from the same id).
+    async fn catch_up(&mut self, cursor: Revision, catch_up: Option<Box<CatchUp>>, synced: bool) -> Next {
+        let mut catch_up = match catch_up {
+            Some(catch_up) => catch_up,
+            None => {
+                let request = &self.request;
+                let started = CatchUp::start(
+                    &self.ns.cache,
+                    &self.catch_ups,
+                    request.range.clone(),
+                    cursor,
+                    request.prev_kv,
+                );
+                Box::new(started.await)
+            }
+        };
+        loop {
+            match catch_up.next().await {
+                Ok(Step::Batch(entry)) => {
+                    if let Some(frame) = self.change(&entry, false) {
+                        self.phase = Phase::CatchUp { cursor, catch_up: Some(catch_up), synced };
+                        return Next::Frame(frame);
+                    }
+                }
+                Ok(Step::Done(subscription)) => {
+                    self.subscription = Some(subscription);
+                    self.phase = if synced { Phase::Live } else { Phase::Replay };
+                    return Next::Turn;
+                }
+                Err(UpstreamError::Compacted { .. }) => {
+                    // Learn where etcd's history starts now, for the answer.
+                    drop(self.ns.cache.compacted(cursor).await);
+                    return Next::Frame(self.gap(ResetReason::Compacted));
+                }
+                Err(e) => return Next::Frame(self.error(ApiError::from(e).problem())),
+            }
+        }
+    }
+
+    async fn live(&mut self) -> Next {
         loop {
             let subscription = self.subscription.as_mut().expect("subscribed at start");
             tokio::select! {
@@ -344,18 +441,19 @@ impl WatchStream {
                         "Shutting down",
                         "the gateway is shutting down; reconnect with Last-Event-ID to resume elsewhere".into(),
                     );
-                    return Some(self.error(problem));
+                    return Next::Frame(self.error(problem));
                 }
-                () = self.timers.end_at.as_mut() => return None,
+                () = self.timers.end_at.as_mut() => return Next::End,
                 update = subscription.next() => {
-                    match update? {
-                        Update::Batch(entry) => {
-                            if let Some(frame) = self.change(&entry) {
+                    match update {
+                        None => return Next::End,
+                        Some(Update::Batch(entry)) => {
+                            if let Some(frame) = self.change(&entry, true) {
                                 self.phase = Phase::Live;
-                                return Some(frame);
+                                return Next::Frame(frame);
                             }
                         }
-                        Update::Reset(reason) => return Some(self.gap(reason)),
+                        Some(Update::Reset(reason)) => return self.behind(reason, true),
                     }
                 }
                 () = self.timers.progress.as_mut() => {
@@ -365,12 +463,12 @@ impl WatchStream {
                     if let Some(revision) = subscription.progress() {
                         self.timers.event_sent();
                         self.phase = Phase::Live;
-                        return Some(sse::json_event("progress", Some(revision), &json!({"revision": revision})));
+                        return Next::Frame(sse::json_event("progress", Some(revision), &json!({"revision": revision})));
                     }
                 }
                 _ = self.timers.heartbeat.tick() => {
                     self.phase = Phase::Live;
-                    return Some(vec![Bytes::from_static(sse::KEEP_ALIVE)]);
+                    return Next::Frame(vec![Bytes::from_static(sse::KEEP_ALIVE)]);
                 }
             }
         }

@@ -1,21 +1,22 @@
-//! [`EtcdLoader`]: the cache's [`ValueLoader`] for one namespace, reading
+//! [`EtcdSource`]: the cache's [`Source`] for one namespace, reading
 //! etcd through the failover client.
 
 use etcd_client::{GetOptions, WatchOptions};
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 
 use super::EtcdClient;
 use super::client::classify;
 use super::keys::Prefix;
-use crate::cache::{KeyRange, LoadRequest, Loaded, Revision, UpstreamError, ValueLoader};
+use crate::cache::{HistoryItem, KeyRange, LoadRequest, Loaded, Revision, Source, UpstreamError};
 
 /// Reads one namespace's keys from etcd.
-pub struct EtcdLoader {
+pub struct EtcdSource {
     client: EtcdClient,
     prefix: Prefix,
 }
 
-impl EtcdLoader {
+impl EtcdSource {
     /// A loader for the namespace with `prefix`.
     pub fn new(client: EtcdClient, prefix: Prefix) -> Self {
         Self { client, prefix }
@@ -103,7 +104,7 @@ pub async fn compaction(client: &EtcdClient, prefix: &Prefix) -> Result<Revision
     }
 }
 
-impl ValueLoader for EtcdLoader {
+impl Source for EtcdSource {
     fn load(&self, request: LoadRequest) -> BoxFuture<'_, Result<Loaded, UpstreamError>> {
         Box::pin(self.load_range(request))
     }
@@ -114,5 +115,14 @@ impl ValueLoader for EtcdLoader {
 
     fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
         Box::pin(compaction_after(&self.client, &self.prefix, compacted))
+    }
+
+    fn history(
+        &self,
+        range: KeyRange,
+        after: Revision,
+        prev_kv: bool,
+    ) -> BoxStream<'static, Result<HistoryItem, UpstreamError>> {
+        super::history::read(self.client.clone(), self.prefix.clone(), range, after, prev_kv)
     }
 }
