@@ -257,7 +257,12 @@ async fn a_subscriber_that_stops_reading_is_caught_up_from_etcd_and_slows_no_one
     let mut client = etcd.client().await;
     let start = client.put("g/start", "", None).await.unwrap().header().unwrap().revision();
     let url = |q: &str| gw.url(&format!("/v1/namespaces/g/watch?{q}"));
-    let slow = [stalled(&url("")).await, stalled(&url("on_gap=error")).await];
+    // From `start` on, not "now": a stream opened before the gateway saw
+    // `start` would otherwise also (rightly) deliver it.
+    let slow = [
+        stalled(&url(&format!("since={start}"))).await,
+        stalled(&url(&format!("since={start}&on_gap=error"))).await,
+    ];
     let (until_tx, until) = watch::channel(i64::MAX);
     let fast = tokio::spawn(subscribe(url("progress_interval=1s"), start, until, None));
 
