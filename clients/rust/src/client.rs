@@ -100,7 +100,8 @@ impl ClientBuilder {
 
     /// Uses this HTTP client instead of the default one (rustls with the
     /// platform's trust store, HTTP/1.1 so each watch stream is its own
-    /// connection and can land on another gateway replica).
+    /// connection and can land on another gateway replica). The client's
+    /// own timeouts and token still apply.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -139,20 +140,10 @@ impl ClientBuilder {
     }
 }
 
-/// reqwest over rustls with ring and the platform verifier, HTTP/1.1 only.
+/// reqwest over rustls (reqwest's default provider, the platform's trust
+/// store), HTTP/1.1 only.
 fn default_http(connect_timeout: Duration) -> Result<reqwest::Client> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_error = |e: rustls::Error| Error::InvalidArgument(format!("TLS setup: {e}"));
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(tls_error)?
-        .with_platform_verifier()
-        .map_err(tls_error)?
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
         .http1_only()
         .connect_timeout(connect_timeout)
         .tcp_keepalive(TCP_KEEPALIVE)

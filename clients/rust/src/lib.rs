@@ -38,7 +38,7 @@
 //! # }
 //! ```
 //!
-//! The watch and the mirror run on tokio; TLS is rustls (ring) with the
+//! The watch and the mirror run on tokio; TLS is rustls (aws-lc-rs) with the
 //! platform's trust store, or bring your own `reqwest::Client`
 //! ([`ClientBuilder::http_client`]).
 
@@ -68,3 +68,8 @@ pub use watch::{
 
 /// An etcd revision: etcd's own numbering, increasing with every write.
 pub type Revision = i64;
+
+/// The README's example, compiled with the other doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

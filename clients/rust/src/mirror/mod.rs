@@ -111,12 +111,14 @@ impl MirrorOptions {
 #[non_exhaustive]
 pub enum MirrorEvent {
     /// The whole state was replaced: the first load (`reason: None`), or
-    /// after a reset. Re-read it ([`Mirror::snapshot`]).
+    /// after a reset.
     Replaced {
         /// The revision of the new state.
         revision: Revision,
         /// Why, after a reset.
         reason: Option<ResetReason>,
+        /// The new state itself.
+        snapshot: MirrorSnapshot,
     },
     /// The changes of one revision, applied; each event's `prev_kv` is the
     /// mirror's key-value before it.
@@ -145,6 +147,10 @@ pub struct MirrorSnapshot {
 }
 
 impl MirrorSnapshot {
+    pub(crate) fn new(kvs: OrdMap<Bytes, KeyValue>, revision: Revision) -> Self {
+        Self { kvs, revision }
+    }
+
     /// The revision this state is etcd's at (0 before the first load).
     pub fn revision(&self) -> Revision {
         self.revision
@@ -340,7 +346,7 @@ impl Mirror {
     /// The state now, consistent at one revision.
     pub fn snapshot(&self) -> MirrorSnapshot {
         let view = self.view.borrow();
-        MirrorSnapshot { kvs: view.kvs.clone(), revision: view.revision }
+        MirrorSnapshot::new(view.kvs.clone(), view.revision)
     }
 
     /// Every key-value now, in key order (from one [`Mirror::snapshot`]).
@@ -356,7 +362,7 @@ impl Mirror {
         // holding it, the snapshot and the subscription meet exactly.
         let view = self.view.borrow();
         let receiver = self.changes.subscribe();
-        let snapshot = MirrorSnapshot { kvs: view.kvs.clone(), revision: view.revision };
+        let snapshot = MirrorSnapshot::new(view.kvs.clone(), view.revision);
         drop(view);
         let inner = stream::unfold(receiver, |mut receiver| async move {
             match receiver.recv().await {

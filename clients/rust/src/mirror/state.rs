@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use imbl::OrdMap;
 
-use super::MirrorEvent;
+use super::{MirrorEvent, MirrorSnapshot};
 use crate::Revision;
 use crate::error::Error;
 use crate::types::{Event, KeyValue};
@@ -65,7 +65,8 @@ impl Machine {
                         view.kvs = staging.kvs;
                         view.revision = revision;
                         view.ready = true;
-                        Some(MirrorEvent::Replaced { revision, reason: staging.reason })
+                        let snapshot = MirrorSnapshot::new(view.kvs.clone(), revision);
+                        Some(MirrorEvent::Replaced { revision, reason: staging.reason, snapshot })
                     }
                     None => {
                         view.revision = view.revision.max(revision);
@@ -146,7 +147,7 @@ mod tests {
         assert!(machine.apply(&mut view, snapshot(vec![kv("b", "2", 5)])).is_none());
         assert!(!view.ready);
         let ready = machine.apply(&mut view, WatchEvent::Synced { revision: 5 });
-        assert!(matches!(ready, Some(MirrorEvent::Replaced { revision: 5, reason: None })));
+        assert!(matches!(ready, Some(MirrorEvent::Replaced { revision: 5, reason: None, .. })));
         assert_eq!(state(&view), [("a".into(), "1".into()), ("b".into(), "2".into())]);
 
         let delete: Event = serde_json::from_value(
@@ -168,7 +169,7 @@ mod tests {
         let replaced = machine.apply(&mut view, WatchEvent::Synced { revision: 9 });
         assert!(matches!(
             replaced,
-            Some(MirrorEvent::Replaced { revision: 9, reason: Some(ResetReason::Compacted) })
+            Some(MirrorEvent::Replaced { revision: 9, reason: Some(ResetReason::Compacted), .. })
         ));
         assert_eq!(state(&view), [("y".into(), "8".into())]);
         machine.apply(&mut view, WatchEvent::Progress { revision: 12 });
