@@ -42,9 +42,12 @@ impl Query {
     }
 }
 
+/// Bytes left as they are in a path segment: the unreserved characters.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// A path segment, percent-encoded whole (a namespace name may hold `/`).
 pub(crate) fn segment(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(text, PATH_SEGMENT).to_string()
 }
 
 /// How values are written in answers (`encoding=`).
@@ -434,6 +437,6 @@ mod tests {
         );
         let continued = Range::prefix("p").min_revision(5).page_token("T").encoding(Encoding::Base64);
         assert_eq!(continued.query(), "prefix=p&page_token=T&encoding=base64");
-        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(segment("my-ns/a b"), "my-ns%2Fa%20b");
     }
 }

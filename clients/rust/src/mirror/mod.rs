@@ -21,7 +21,9 @@ use crate::Revision;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::types::{Event, KeyValue};
-use crate::watch::{Backoff, DEFAULT_IDLE_TIMEOUT, OnGap, ResetReason, Selection, Watch, WatchOptions};
+use crate::watch::{
+    Backoff, DEFAULT_IDLE_TIMEOUT, OnGap, ResetReason, Selection, Watch, WatchEvent, WatchOptions,
+};
 
 /// Default [`MirrorOptions::progress_interval`]: a quiet selection's
 /// revision moves at least this often, which bounds how long
@@ -395,19 +397,40 @@ async fn run(
     let mut machine = Machine::default();
     let start = || client.watch(&namespace, selection.clone(), options.watch_options());
     let mut watch: Watch = start();
+    // Consecutive starts over without a complete state in between.
+    let mut restarts = 0;
     while let Some(item) = watch.next().await {
         match item {
-            Ok(event) => view.send_modify(|view| {
-                if let Some(notification) = machine.apply(view, event) {
-                    // No subscriber is not an error.
-                    let _ = changes.send(notification);
+            Ok(event) => {
+                if matches!(event, WatchEvent::Synced { .. }) {
+                    restarts = 0;
                 }
-            }),
-            // The position is no longer valid in etcd's history (etcd was
-            // replaced by one with less history): start over from a snapshot.
-            Err(error @ Error::FutureRevision { .. }) => {
-                tracing::warn!(%error, "mirror starts over from a snapshot");
-                view.send_modify(|v| machine.replace(v, ResetReason::Other("future_revision".into())));
+                view.send_modify(|view| {
+                    if let Some(notification) = machine.apply(view, event) {
+                        // No subscriber is not an error.
+                        let _ = changes.send(notification);
+                    }
+                });
+            }
+            // The position, or a revision a snapshot needed, is gone from
+            // etcd's history (etcd compacted it, or was replaced by one with
+            // less history): start over from a fresh snapshot, backing off
+            // when that keeps failing.
+            Err(error @ (Error::FutureRevision { .. } | Error::Compacted { .. })) => {
+                restarts += 1;
+                let delay = options.backoff.delay(restarts, None, None);
+                tracing::warn!(%error, ?delay, "mirror starts over from a snapshot");
+                let reason = match error {
+                    Error::Compacted { .. } => ResetReason::Compacted,
+                    _ => ResetReason::Other("future_revision".into()),
+                };
+                view.send_modify(|v| {
+                    machine.replace(v, reason);
+                    v.connected = false;
+                });
+                if restarts > 1 {
+                    tokio::time::sleep(delay).await;
+                }
                 watch = start();
             }
             Err(error) => {

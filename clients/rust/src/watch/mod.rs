@@ -344,7 +344,9 @@ pub enum WatchEvent {
 /// `retry:` for the first attempt, then exponential backoff with jitter,
 /// at least any `Retry-After`) and resumes with `Last-Event-ID`. Any other
 /// failure (a bad option, a missing namespace, a refused token, a gap with
-/// [`OnGap::Error`]) is yielded as `Err` and ends the stream.
+/// [`OnGap::Error`], history etcd compacted under a read the gateway had to
+/// make) is yielded as `Err` and ends the stream: start a new watch, from a
+/// snapshot when the error is [`Error::Compacted`].
 ///
 /// ```no_run
 /// # async fn example(client: etcd_cache_gateway_client::Client) -> etcd_cache_gateway_client::Result<()> {

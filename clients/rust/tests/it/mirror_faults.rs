@@ -199,3 +199,33 @@ async fn a_mirror_and_a_watch_resume_across_a_gateway_restart_without_loss() {
     assert!(shutdown_seen, "the gateway's shutdown event made the watch reconnect");
     reader.abort();
 }
+
+#[tokio::test]
+async fn a_mirror_whose_position_etcd_no_longer_has_starts_over_from_the_new_state() {
+    let old_etcd = Etcd::start().await;
+    let mut old = old_etcd.client().await;
+    let first = Gateway::start_ready(config(&old_etcd)).await;
+    let client = Client::new(first.base_url.clone()).unwrap();
+    let seeded = churn(&mut old, "f/", "old", 20).await;
+    let mirror = ready_mirror(&client, "f/", seeded[19]).await;
+    let (_, mut changes) = mirror.subscribe();
+
+    // The gateway comes back in front of another etcd (think: restored
+    // from an older backup) whose history ends before the mirror's position.
+    let addr = first.addr;
+    first.shutdown().await;
+    let new_etcd = Etcd::start().await;
+    let mut new = new_etcd.client().await;
+    let written = churn(&mut new, "f/", "new", 3).await;
+    let _second = Gateway::start_ready_on(config(&new_etcd), addr).await;
+    match next_change(&mut changes).await {
+        MirrorEvent::Replaced { revision, reason, snapshot } => {
+            assert_eq!((revision, reason), (written[2], Some(ResetReason::Other("future_revision".into()))));
+            assert_eq!(snapshot.len(), 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mirror.revision(), written[2]);
+    assert_mirror_equals_etcd(&mirror, &mut new, "f/").await;
+    assert!(mirror.error().is_none());
+}
