@@ -430,11 +430,43 @@ impl Client {
     /// Watches `selection`: a [`Watch`] stream of typed events that
     /// reconnects by itself and resumes where it stopped. Nothing is sent
     /// until the stream is first polled.
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd_cache_gateway_client::Client) -> etcd_cache_gateway_client::Result<()> {
+    /// use futures_util::StreamExt;
+    /// use etcd_cache_gateway_client::{Event, Selection, WatchEvent, WatchOptions};
+    ///
+    /// // Resume after the last revision this program processed.
+    /// let mut watch = client.watch("apps", Selection::key("config/log-level"), WatchOptions::new().since(41));
+    /// while let Some(event) = watch.next().await {
+    ///     if let WatchEvent::Change { events, .. } = event? {
+    ///         for event in events {
+    ///             if let Event::Put { kv, .. } = event {
+    ///                 println!("log level now {:?}", kv.value_str());
+    ///             }
+    ///         }
+    ///     }
+    ///     // Persist watch.last_event_id() to resume from there after a restart.
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn watch(&self, namespace: &str, selection: Selection, options: WatchOptions) -> Watch {
         Watch::new(self.clone(), namespace, selection, options)
     }
 
     /// Starts a [`Mirror`]: a local copy of `selection` kept in sync.
+    ///
+    /// ```no_run
+    /// # async fn example(client: etcd_cache_gateway_client::Client) -> etcd_cache_gateway_client::Result<()> {
+    /// use etcd_cache_gateway_client::{MirrorOptions, Selection};
+    ///
+    /// let mirror = client.mirror("apps", Selection::prefix("services/"), MirrorOptions::new());
+    /// mirror.wait_ready().await?;
+    /// let web = mirror.get("services/web"); // local: no request
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Panics
     /// Outside a tokio runtime (the mirror runs as a task).

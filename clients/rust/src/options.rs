@@ -51,6 +51,13 @@ pub(crate) fn segment(text: &str) -> String {
 }
 
 /// How values are written in answers (`encoding=`).
+///
+/// ```
+/// use etcd_cache_gateway_client::{Encoding, Range};
+///
+/// assert_eq!(Range::prefix("a/").encoding(Encoding::Json).query(), "prefix=a/&encoding=json");
+/// assert_eq!(Range::prefix("a/").encoding(Encoding::Auto).query(), "prefix=a/");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Encoding {
     /// UTF-8 text as a string, anything else base64: either way
@@ -80,6 +87,16 @@ impl Encoding {
 }
 
 /// Which state a read answers from (API.md "Consistency").
+///
+/// ```
+/// use etcd_cache_gateway_client::{Consistency, GetOptions};
+///
+/// let at = |c| GetOptions::new().consistency(c).query();
+/// assert_eq!(at(Consistency::Cached), "");
+/// assert_eq!(at(Consistency::Consistent), "consistent=true");
+/// assert_eq!(at(Consistency::MinRevision(42)), "min_revision=42");
+/// assert_eq!(at(Consistency::Revision(7)), "revision=7");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {
     /// The cache's current state, at once (like etcd's serializable read).
@@ -178,6 +195,13 @@ impl GetOptions {
 }
 
 /// What a listing is ordered by (`sort=`).
+///
+/// ```
+/// use etcd_cache_gateway_client::{Range, SortBy};
+///
+/// assert_eq!(Range::all().sort(SortBy::CreateRevision).query(), "sort=create_revision");
+/// assert_eq!(Range::all().sort(SortBy::Version).descending().query(), "sort=version&order=desc");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortBy {
     /// The key, bytewise (the default).

@@ -369,6 +369,14 @@ impl TryFrom<WirePrefix> for CommonPrefix {
 }
 
 /// The answer to a conditional read: the new state, or "what you have is current".
+///
+/// ```
+/// use etcd_cache_gateway_client::Conditional;
+///
+/// let unchanged: Conditional<String> = Conditional::NotModified { revision: Some(41) };
+/// assert_eq!(unchanged.modified(), None);
+/// assert_eq!(Conditional::Modified("new".to_owned()).modified().as_deref(), Some("new"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conditional<T> {
     /// It changed since the ETag given (or the ETag was not current).

@@ -359,6 +359,25 @@ impl Mirror {
     /// The state now and every notification after it: nothing is missed
     /// between the two (a subscriber that falls more than
     /// [`MirrorOptions::changes_capacity`] behind gets [`MirrorEvent::Lagged`]).
+    ///
+    /// ```no_run
+    /// # async fn example(mirror: etcd_cache_gateway_client::Mirror) {
+    /// use futures_util::StreamExt;
+    /// use etcd_cache_gateway_client::MirrorEvent;
+    ///
+    /// let (mut state, mut changes) = mirror.subscribe();
+    /// println!("{} keys at revision {}", state.len(), state.revision());
+    /// while let Some(event) = changes.next().await {
+    ///     match event {
+    ///         MirrorEvent::Changed { revision, events } => println!("{revision}: {} events", events.len()),
+    ///         MirrorEvent::Replaced { snapshot, .. } => state = snapshot,
+    ///         MirrorEvent::Lagged { .. } => state = mirror.snapshot(),
+    ///         MirrorEvent::Failed(error) => return eprintln!("{error}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn subscribe(&self) -> (MirrorSnapshot, MirrorChanges) {
         // The task changes the state and notifies under the view's lock:
         // holding it, the snapshot and the subscription meet exactly.

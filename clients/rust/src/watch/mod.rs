@@ -117,6 +117,13 @@ impl Selection {
 }
 
 /// What to do when history the watch needs is gone (`on_gap=`).
+///
+/// ```
+/// use etcd_cache_gateway_client::{OnGap, WatchOptions};
+///
+/// assert_eq!(WatchOptions::new().since(41).on_gap(OnGap::Error).query(), "on_gap=error");
+/// assert_eq!(WatchOptions::new().on_gap(OnGap::Reset).query(), "");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnGap {
     /// Send [`WatchEvent::Reset`], then a fresh snapshot and `Synced`.
