@@ -5,10 +5,11 @@
 # etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
 # (protoc) and libprotobuf-dev (the well-known types such as
 # google/protobuf/descriptor.proto), both needed to build etcd-client.
-# Packages are installed without their recommends, so every package needed
-# is named here: libprotobuf-dev is only a recommend of protobuf-compiler.
-# test.sh adds chromium and chromium-driver for the browser test; bench.sh
-# adds wrk.
+# Packages are installed with their recommends (libprotobuf-dev is only a
+# recommend of protobuf-compiler: a machine that skipped recommends lacked
+# it), and every package needed is still named here. test.sh adds chromium
+# and chromium-driver for the browser tests and a virtualenv (.venv) with
+# the Python tools the tests run (schemathesis); bench.sh adds wrk.
 
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
@@ -24,13 +25,18 @@ ensure_tools() {
     esac
   done
   [ ${#missing[@]} -eq 0 ] && return 0
+  apt_install "${missing[@]}"
+}
+
+# apt_install PACKAGE...: installs Debian packages (as root).
+apt_install() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing ${missing[*]}"
+    echo "==> installing $*"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq "$@" >/dev/null
   else
-    echo "missing packages: ${missing[*]} (install them, or run as root on Debian)" >&2
+    echo "missing packages: $* (install them, or run as root on Debian)" >&2
     return 1
   fi
 }
@@ -61,6 +67,19 @@ check_protoc() {
     return 1
   fi
   rm -rf "$dir"
+}
+
+# ensure_venv REQUIREMENT...: a virtualenv at .venv (ignored by git) with
+# the PyPI packages the tests run; installs what is missing.
+VENV="$(pwd)/.venv"
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ] && ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian's python3 needs python3-venv for `-m venv`.
+    rm -rf "$VENV"
+    apt_install python3-venv
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
 }
 
 # free_port: a free loopback TCP port.

@@ -9,6 +9,9 @@ ensure_build_tools
 # The browser test drives Debian's headless Chromium over chromedriver; the
 # TLS test makes its certificates with openssl.
 ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl
+# The Python tools the tests run, pinned, in .venv (schemathesis fuzzes the
+# live gateway from openapi/openapi.yaml).
+ensure_venv schemathesis==4.32.5
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

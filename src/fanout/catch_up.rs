@@ -67,7 +67,24 @@ pub struct CatchUp {
     /// The last revision delivered or confirmed quiet.
     position: Revision,
     catch_ups: Arc<CatchUps>,
-    _permit: OwnedSemaphorePermit,
+    /// The turn, once given (the history is read only with one).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Counts a catch-up as waiting for its turn while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl CatchUp {
@@ -78,27 +95,30 @@ impl CatchUp {
         cache.view().history.min_cursor().is_some_and(|floor| cursor < floor)
     }
 
-    /// Starts catching up a subscriber of `range` at `cursor`, once a turn
-    /// is free.
-    pub async fn start(
+    /// A catch-up of a subscriber of `range` at `cursor`; it reads etcd
+    /// only once its turn comes (in [`CatchUp::next`]).
+    pub fn start(
         cache: &WatchCache,
         catch_ups: &Arc<CatchUps>,
         range: KeyRange,
         cursor: Revision,
         prev_kv: bool,
     ) -> Self {
-        catch_ups.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = Arc::clone(&catch_ups.permits).acquire_owned().await;
-        catch_ups.waiting.fetch_sub(1, Ordering::Relaxed);
-        // The semaphore is never closed.
-        let permit = permit.unwrap_or_else(|_| unreachable!("the catch-up semaphore is never closed"));
         Self {
             cache: cache.clone(),
             history: cache.source().history(range, cursor, prev_kv),
             position: cursor,
             catch_ups: Arc::clone(catch_ups),
-            _permit: permit,
+            permit: None,
         }
+    }
+
+    /// Waits for a turn (counted as waiting meanwhile, also when the
+    /// caller gives up waiting).
+    async fn turn(catch_ups: &CatchUps) -> OwnedSemaphorePermit {
+        let _waiting = Waiting::new(&catch_ups.waiting);
+        let permit = Arc::clone(&catch_ups.permits).acquire_owned().await;
+        permit.unwrap_or_else(|_| unreachable!("the catch-up semaphore is never closed"))
     }
 
     /// The next step.
@@ -107,7 +127,12 @@ impl CatchUp {
     /// The source's failure: `Compacted` when etcd no longer has the
     /// position (the subscriber must be reset), anything else when etcd
     /// could not be read (the subscriber should retry later).
+    ///
+    /// Cancel-safe: a step not returned is not lost.
     pub async fn next(&mut self) -> Result<Step, UpstreamError> {
+        if self.permit.is_none() {
+            self.permit = Some(Self::turn(&self.catch_ups).await);
+        }
         loop {
             let floor = self.cache.view().history.min_cursor();
             if floor.is_some_and(|floor| self.position >= floor) {

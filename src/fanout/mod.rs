@@ -5,15 +5,19 @@
 //! when head moves; [`select`] says which events of a batch its key range
 //! wants; [`FrameMemo`] renders each batch once per output [`Shape`] and
 //! shares the bytes; a subscriber behind the window is brought back to the
-//! shared history by a [`CatchUp`] from etcd. Every streaming surface (SSE on `/v1`, and the other
-//! dialects) is built from these three, and none of them knows a wire format.
+//! shared history by a [`CatchUp`] from etcd; a [`Feed`] drives one
+//! subscriber through all of it (start, replay, catch-up, live, progress,
+//! gaps). Every streaming surface (SSE on `/v1`, and the other dialects)
+//! drives a `Feed` and renders its events; none of this knows a wire format.
 
 mod catch_up;
+mod feed;
 mod frames;
 mod selection;
 mod subscription;
 
 pub use catch_up::{CatchUp, CatchUps, Step};
+pub use feed::{Feed, FeedEvent, FeedOptions, Gap, OnGap, Start};
 pub use frames::{FrameMemo, MEMO_BYTES, MEMO_REVISIONS, Rendered, Shape};
 pub use selection::{Selected, select};
 pub use subscription::{Subscription, Update};

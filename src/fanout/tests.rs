@@ -178,7 +178,7 @@ async fn a_subscriber_behind_the_window_catches_up_from_the_source_without_gap_o
     }
     assert!(CatchUp::needed(&cache, 1), "position 1 is behind a window of 3 revisions");
     let catch_ups = Arc::new(CatchUps::new(1));
-    let mut catch_up = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 1, true).await;
+    let mut catch_up = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 1, true);
     let mut seen = Vec::new();
     let mut subscription = loop {
         match catch_up.next().await.unwrap() {
@@ -202,6 +202,128 @@ async fn a_subscriber_behind_the_window_catches_up_from_the_source_without_gap_o
     // the first catch-up gives its turn back when dropped.)
     drop(catch_up);
     loader.0.lock().unwrap().compacted = 5;
-    let mut late = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 2, false).await;
+    let mut late = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 2, false);
     assert!(matches!(late.next().await, Err(crate::cache::UpstreamError::Compacted { .. })));
+}
+
+/// A cache over the model with `batches` single-put batches applied (keys
+/// `0..batches % 4`), its source, and the revisions applied.
+async fn cache_after(batches: u8, window: u64) -> (crate::cache::WatchCache, FakeSource, Vec<Revision>) {
+    let loader = FakeSource::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: window }), 1 << 20, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    let mut applied = Vec::new();
+    for i in 0..batches {
+        let step = Step::Batch { gap: 1, ops: vec![(i % 5, Some(vec![i]))] };
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+        applied.push(batch.revision);
+        cache.apply(batch).await.unwrap();
+    }
+    (cache, loader, applied)
+}
+
+fn feed(cache: &crate::cache::WatchCache, start: super::Start, on_gap: super::OnGap) -> super::Feed {
+    let options = super::FeedOptions {
+        range: crate::cache::KeyRange::all(),
+        start,
+        prev_kv: false,
+        on_gap,
+        snapshot_chunk: 2,
+        progress_interval: Some(Duration::from_secs(10)),
+        heartbeat_interval: None,
+        lifetime: None,
+    };
+    let catch_ups = Arc::new(super::CatchUps::new(4));
+    super::Feed::new(cache, options, &catch_ups, &tokio_util::sync::CancellationToken::new())
+}
+
+/// The revision and key count of a feed event, for comparing sequences.
+fn summary(event: &super::FeedEvent) -> (&'static str, Revision, usize) {
+    use super::FeedEvent as E;
+    match event {
+        E::Snapshot { revision, kvs } => ("snapshot", *revision, kvs.len()),
+        E::Synced(r) => ("synced", *r, 0),
+        E::Batch { entry, .. } => ("batch", entry.revision, entry.events.len()),
+        E::Progress(r) => ("progress", *r, 0),
+        E::Reset { head, .. } => ("reset", *head, 0),
+        E::Gap(gap) => ("gap", gap.cursor, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_feed_from_the_current_state_sends_it_in_chunks_then_synced_then_each_new_batch() {
+    let (cache, loader, applied) = cache_after(5, 100).await;
+    let head = *applied.last().unwrap();
+    let mut feed = feed(&cache, super::Start::Snapshot, super::OnGap::Reset);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(summary(&feed.next().await.unwrap()));
+    }
+    let step = Step::Batch { gap: 1, ops: vec![(0, None)] };
+    let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+    let deleted_at = batch.revision;
+    cache.apply(batch).await.unwrap();
+    seen.push(summary(&feed.next().await.unwrap()));
+    assert_eq!(
+        seen,
+        [
+            ("snapshot", head, 2),
+            ("snapshot", head, 2),
+            ("snapshot", head, 1),
+            ("synced", head, 0),
+            ("batch", deleted_at, 1)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_feed_sends_progress_only_when_the_surface_sent_nothing_for_an_interval() {
+    let (cache, loader, applied) = cache_after(2, 100).await;
+    let mut feed = feed(&cache, super::Start::Now, super::OnGap::Reset);
+    let started = tokio::time::Instant::now();
+    assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[1], 0));
+    // Idle: progress a whole interval after `synced`, at the head.
+    assert_eq!(summary(&feed.next().await.unwrap()), ("progress", applied[1], 0));
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let step = Step::Batch { gap: 1, ops: vec![(1, Some(vec![9]))] };
+    let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+    let revision = batch.revision;
+    cache.apply(batch).await.unwrap();
+    assert_eq!(summary(&feed.next().await.unwrap()), ("batch", revision, 1));
+    feed.sent();
+    // The batch was sent at 14 s: the next progress is due at 24 s, not 20 s.
+    assert_eq!(summary(&feed.next().await.unwrap()), ("progress", revision, 0));
+    assert_eq!(started.elapsed(), Duration::from_secs(24));
+}
+
+#[tokio::test]
+async fn a_feed_told_to_end_on_a_gap_names_where_etcds_history_starts_and_ends() {
+    let (cache, loader, _) = cache_after(10, 3).await;
+    loader.0.lock().unwrap().compacted = 5;
+    let mut feed = feed(&cache, super::Start::Since(2), super::OnGap::End);
+    let super::FeedEvent::Gap(gap) = feed.next().await.unwrap() else { panic!("a gap") };
+    assert_eq!(gap, super::Gap { reason: ResetReason::Compacted, cursor: 2, compact_revision: 5 });
+    assert!(feed.next().await.is_none(), "the feed ended");
+}
+
+#[tokio::test]
+async fn a_feed_behind_the_window_is_caught_up_then_synced_without_gap_or_duplicate() {
+    let (cache, _, applied) = cache_after(10, 3).await;
+    let mut feed = feed(&cache, super::Start::Since(1), super::OnGap::End);
+    let mut batches = Vec::new();
+    loop {
+        match feed.next().await.unwrap() {
+            super::FeedEvent::Batch { entry, .. } => batches.push(entry.revision),
+            super::FeedEvent::Synced(revision) => {
+                assert_eq!(revision, *applied.last().unwrap());
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(batches, applied);
 }

@@ -2,10 +2,6 @@
 //! `curl` command in the README's tables answers what the README says (200,
 //! or the status its row names), on the data `scripts/demo-data.sh` seeds.
 
-use etcd_cache_gateway::config::NamespaceConfig;
-
-use crate::support::{Etcd, Gateway};
-
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The `curl` commands of the README's table rows, each with the status its
@@ -26,30 +22,7 @@ fn table_commands(readme: &str) -> Vec<(String, u16)> {
 
 #[tokio::test]
 async fn every_readme_table_command_works_against_the_demo_data() {
-    let etcd = Etcd::start().await;
-    let seeded = tokio::process::Command::new("bash")
-        .arg(format!("{ROOT}/scripts/demo-data.sh"))
-        .arg(etcd.endpoint())
-        .status()
-        .await
-        .unwrap();
-    assert!(seeded.success(), "scripts/demo-data.sh failed");
-    assert_eq!(
-        etcd.revision().await,
-        41,
-        "the README's revisions are those of the demo data on a fresh etcd"
-    );
-    // The demo's gateway (scripts/demo.sh writes the same namespaces).
-    let mut config = Gateway::config(&[etcd.endpoint()]);
-    config.namespaces = ["apps", "infra"]
-        .iter()
-        .map(|name| NamespaceConfig {
-            name: (*name).into(),
-            prefix: format!("{name}/"),
-            max_subscribers: None,
-        })
-        .collect();
-    let gw = Gateway::start_ready(config).await;
+    let (_etcd, gw) = crate::support::demo::start().await;
     let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
     let commands = table_commands(&readme);
     assert!(commands.len() >= 18, "the README's tables have their examples: {commands:?}");

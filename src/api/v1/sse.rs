@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use super::render::{Encoding, KvJson, KvStyle, write_key};
-use crate::cache::{Entry, Event, EventKind, KeyRange, KeyValue, Revision};
-use crate::fanout::{FrameMemo, Rendered, Selected, Shape, select};
+use crate::cache::{Entry, Event, EventKind, KeyValue, Revision};
+use crate::fanout::{FrameMemo, Rendered, Selected, Shape};
 
 /// Frame chunks.
 pub type Frame = Vec<Bytes>;
@@ -109,29 +109,25 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
     Rendered { events: rendered.into_boxed_slice(), whole: Bytes::from(all) }
 }
 
-/// The `change` frame of `entry` for a subscriber of `range` and shape, or
-/// `None` when none of its events is in the range. The whole batch's bytes
-/// are shared when every event is selected; otherwise the selected events'
-/// shared bytes are joined without re-encoding. Without a memo (an entry only
-/// this subscriber sees) the batch is rendered for this frame alone.
+/// The `change` frame of the `selected` events of `entry` in a shape. The
+/// whole batch's bytes are shared when every event is selected; otherwise
+/// the selected events' shared bytes are joined without re-encoding.
+/// Without a memo (an entry only this subscriber sees) the batch is
+/// rendered for this frame alone.
 pub fn change(
     memo: Option<&FrameMemo>,
     entry: &Arc<Entry>,
-    range: &KeyRange,
+    selected: Selected,
     encoding: Encoding,
     prev_kv: bool,
-) -> Option<Frame> {
-    let selected = select(entry, range);
-    if selected == Selected::None {
-        return None;
-    }
+) -> Frame {
     let render = |e: &Entry| render(&e.events, e.revision, encoding, prev_kv);
     let rendered = match memo {
         Some(memo) => memo.rendered(entry, shape(encoding, prev_kv), render),
         None => Arc::new(render(entry)),
     };
     let Selected::Some(chosen) = selected else {
-        return Some(event("change", Some(entry.revision), [rendered.whole.clone()]));
+        return event("change", Some(entry.revision), [rendered.whole.clone()]);
     };
     let mut data = Vec::with_capacity(chosen.len() * 2 + 1);
     data.push(Bytes::from(format!("{{\"revision\":{},\"events\":[", entry.revision)));
@@ -142,5 +138,5 @@ pub fn change(
         data.push(rendered.events[i].clone());
     }
     data.push(Bytes::from_static(b"]}"));
-    Some(event("change", Some(entry.revision), data))
+    event("change", Some(entry.revision), data)
 }

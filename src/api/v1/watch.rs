@@ -1,18 +1,12 @@
-//! `GET /v1/namespaces/{ns}/watch`: Server-Sent-Events over a subscription
-//! to the namespace's cache (API.md "Watch").
+//! `GET /v1/namespaces/{ns}/watch`: Server-Sent-Events over a subscriber's
+//! [`Feed`] of the namespace's cache (API.md "Watch").
 //!
-//! A stream is a small state machine polled by hyper: no task, no queue per
-//! subscriber. It holds a cursor into the shared history; a client that stops
-//! reading simply stops being polled, and when it reads again after its
-//! history left the window it gets a `reset` (or an `error`). A stream that
-//! sent no event for its `progress_interval` gets a `progress` event with
-//! the namespace's current revision, moved or not: the client learns the
-//! stream is alive and how far it is complete.
+//! The feed keeps the guarantees (every revision once, in order, catch-ups
+//! from etcd, resets); this module only turns its events into SSE frames,
+//! with the stream's metrics, and refuses up front what it can.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,17 +17,15 @@ use futures_util::stream;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use serde_json::json;
-use tokio::time::{Instant, Interval, Sleep};
-use tokio_util::sync::CancellationToken;
 
 use super::V1;
 use super::namespace::of_path;
 use super::render::KvJson;
 use super::sse::{self, Frame};
-use super::watch_request::{OnGap, WatchRequest};
-use crate::cache::{ResetReason, Revision, Snapshot, UpstreamError};
+use super::watch_request::WatchRequest;
+use crate::cache::{ReadError, ResetReason, Revision};
 use crate::error::{ApiError, Problem};
-use crate::fanout::{CatchUp, CatchUps, Step, Subscription, Update};
+use crate::fanout::{Feed, FeedEvent, FeedOptions, Gap, OnGap, Start};
 use crate::http::auth::{Caller, token_labels};
 use crate::http::limits::WatchPermit;
 use crate::http::params::Params;
@@ -59,33 +51,34 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
         // With on_gap=error a gap known now is an HTTP error, not an event:
         // EventSource gives up on it for good instead of reconnecting into
         // the same error every few seconds.
-        // A position behind the window is caught up from etcd; only one
-        // etcd no longer has (or a cache that went back in time) is a gap.
-        if watch.on_gap == OnGap::Error {
-            if let Some(reason) = Subscription::new(cache, since).gap_now() {
-                let compacted = since + 1 < cache.status().etcd_compact_revision();
-                if compacted || !CatchUp::needed(cache, since) {
-                    let reason = if compacted { ResetReason::Compacted } else { reason };
-                    return Ok(gap_problem(cache, since, reason).into_response());
-                }
+        if watch.on_gap == OnGap::End {
+            if let Some(gap) = Gap::at_start(cache, since) {
+                return Ok(gap_problem(gap).into_response());
             }
         }
     }
     let permit = app.watch_limits.acquire(&ns.config.name, caller.token_name())?;
     let config = &app.config.watch;
-    let lifetime = config.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64());
-    let metrics = StreamMetrics::new(&app.metrics, &ns.config.name, caller.token_name());
-    let timers = Timers::new(lifetime, config.heartbeat_interval.get(), watch.progress_interval);
+    let options = FeedOptions {
+        range: watch.range.clone(),
+        start: match watch.since {
+            Some(since) => Start::Since(since),
+            None if watch.snapshot => Start::Snapshot,
+            None => Start::Now,
+        },
+        prev_kv: watch.prev_kv,
+        on_gap: watch.on_gap,
+        snapshot_chunk: SNAPSHOT_CHUNK,
+        progress_interval: Some(watch.progress_interval),
+        heartbeat_interval: Some(config.heartbeat_interval.get()),
+        lifetime: Some(config.max_stream_lifetime.get().mul_f64(0.9 + 0.2 * fastrand::f64())),
+    };
     let stream = WatchStream {
+        feed: Feed::new(cache, options, &app.catch_ups, &app.shutdown),
         ns: Arc::clone(ns),
         request: watch,
-        subscription: None,
-        phase: Phase::Start,
-        pending: VecDeque::new(),
-        shutdown: app.shutdown.clone(),
-        catch_ups: Arc::clone(&app.catch_ups),
-        timers,
-        metrics,
+        pending: sse::retry(1000 + fastrand::u64(..4000)).into(),
+        metrics: StreamMetrics::new(&app.metrics, &ns.config.name, caller.token_name()),
         _permit: permit,
     };
     let body = Body::from_stream(stream::unfold(stream, |mut s| async move {
@@ -100,89 +93,22 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
     Ok(response)
 }
 
-/// `compacted` for a subscriber at `cursor` whose history is gone, with why:
-/// the oldest revision a resume works from is etcd's compaction revision
-/// when etcd compacted it, else the window's start.
-fn gap_problem(cache: &crate::cache::WatchCache, cursor: Revision, reason: ResetReason) -> Problem {
-    let view = cache.view();
-    let window = view.history.min_cursor().unwrap_or(view.head);
-    let compact_revision = match reason {
-        ResetReason::Compacted => cache.status().etcd_compact_revision().max(window.min(cursor + 1)),
-        _ => window,
-    };
+/// The `compacted` problem of a gap, with why (`reason`) and the oldest
+/// revision a resume works from (`compact_revision`).
+fn gap_problem(gap: Gap) -> Problem {
+    let Gap { reason, cursor, compact_revision } = gap;
     ApiError::Compacted { revision: cursor + 1, compact_revision }.problem().with("reason", reason.as_str())
 }
 
-enum Phase {
-    /// Nothing sent yet.
-    Start,
-    /// Sending the state at a revision, chunk by chunk, then `synced`.
-    Snapshot { snapshot: Snapshot, after: Option<Bytes> },
-    /// Replaying history after `since`; `synced` when caught up.
-    Replay,
-    /// Replaying from etcd what the window no longer has, from `cursor`
-    /// (started on the first turn: it may wait for its turn); then `Replay`
-    /// (before `synced`) or `Live` (after).
-    CatchUp { cursor: Revision, catch_up: Option<Box<CatchUp>>, synced: bool },
-    /// Following new revisions.
-    Live,
-    /// Ended.
-    Done,
-}
-
-/// The clocks of one stream.
-struct Timers {
-    /// When the stream ends (its jittered lifetime).
-    end_at: Pin<Box<Sleep>>,
-    /// `: keep-alive` comments, for proxies.
-    heartbeat: Interval,
-    /// Fires when no event was sent for `progress_interval`.
-    progress: Pin<Box<Sleep>>,
-    progress_interval: Duration,
-}
-
-impl Timers {
-    fn new(lifetime: Duration, heartbeat: Duration, progress_interval: Duration) -> Self {
-        let now = Instant::now();
-        let mut heartbeat = tokio::time::interval_at(now + heartbeat, heartbeat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self {
-            end_at: Box::pin(tokio::time::sleep_until(now + lifetime)),
-            heartbeat,
-            progress: Box::pin(tokio::time::sleep_until(now + progress_interval)),
-            progress_interval,
-        }
-    }
-
-    /// An event was sent: the next `progress` is due a full interval from now.
-    fn event_sent(&mut self) {
-        let at = Instant::now() + self.progress_interval;
-        self.progress.as_mut().reset(at);
-    }
-}
-
-/// One subscriber's stream.
+/// One subscriber's stream: its feed, rendered.
 struct WatchStream {
+    feed: Feed,
     ns: Arc<Namespace>,
     request: WatchRequest,
-    subscription: Option<Subscription>,
-    phase: Phase,
+    /// Chunks rendered and not yet given to hyper.
     pending: VecDeque<Bytes>,
-    shutdown: CancellationToken,
-    catch_ups: Arc<CatchUps>,
-    timers: Timers,
     metrics: StreamMetrics,
     _permit: WatchPermit,
-}
-
-/// What a phase produced.
-enum Next {
-    /// A frame to send.
-    Frame(Frame),
-    /// Nothing to send yet: the phase changed, take the next turn.
-    Turn,
-    /// The stream ends.
-    End,
 }
 
 /// A stream's share of the SSE metrics, with the handles of its series
@@ -251,255 +177,64 @@ impl WatchStream {
             if let Some(chunk) = self.pending.pop_front() {
                 return Some(chunk);
             }
-            let frame = self.next_frame().await?;
+            let event = self.feed.next().await?;
+            let frame = self.frame(event).await;
             self.metrics.frame_sent(&frame);
             self.pending.extend(frame);
         }
     }
 
-    async fn next_frame(&mut self) -> Option<Frame> {
-        loop {
-            let next = match std::mem::replace(&mut self.phase, Phase::Done) {
-                Phase::Done => Next::End,
-                Phase::Start => Next::Frame(self.start()),
-                Phase::Snapshot { snapshot, after } => {
-                    Next::Frame(self.snapshot_chunk(snapshot, after).await)
+    /// The SSE frame of a feed event.
+    async fn frame(&mut self, event: FeedEvent) -> Frame {
+        match event {
+            FeedEvent::Snapshot { revision, kvs } => {
+                let style = super::render::KvStyle {
+                    encoding: self.request.encoding,
+                    with_value: true,
+                    select: None,
+                };
+                #[derive(serde::Serialize)]
+                struct Chunk<'a> {
+                    revision: Revision,
+                    kvs: Vec<KvJson<'a>>,
                 }
-                Phase::Replay => self.replay(),
-                Phase::CatchUp { cursor, catch_up, synced } => self.catch_up(cursor, catch_up, synced).await,
-                Phase::Live => self.live().await,
-            };
-            match next {
-                Next::Frame(frame) => return Some(frame),
-                Next::Turn => {}
-                Next::End => return None,
+                let kvs = kvs.iter().map(|kv| KvJson { kv, style }).collect();
+                sse::json_event("snapshot", None, &Chunk { revision, kvs })
             }
-        }
-    }
-
-    fn start(&mut self) -> Frame {
-        let mut frame = sse::retry(1000 + fastrand::u64(..4000));
-        let cache = &self.ns.cache;
-        let head = cache.head();
-        if let Some(since) = self.request.since {
-            self.subscription = Some(Subscription::new(cache, since));
-            self.phase = if CatchUp::needed(cache, since) {
-                Phase::CatchUp { cursor: since, catch_up: None, synced: false }
-            } else {
-                Phase::Replay
-            };
-        } else if self.request.snapshot {
-            let subscription = Subscription::new(cache, head);
-            self.begin_snapshot(subscription, &mut frame);
-        } else {
-            self.subscription = Some(Subscription::new(cache, head));
-            frame.extend(self.synced(head));
-            self.phase = Phase::Live;
-        }
-        frame
-    }
-
-    /// Sends the state at the subscription's cursor next.
-    fn begin_snapshot(&mut self, mut subscription: Subscription, frame: &mut Frame) {
-        let view = subscription.resync();
-        let cache = &self.ns.cache;
-        let snapshot = cache.snapshot_of(&view);
-        self.subscription = Some(subscription);
-        match snapshot {
-            Some(snapshot) => self.phase = Phase::Snapshot { snapshot, after: None },
-            None => {
-                let problem = ApiError::NotReady { namespaces: vec![cache.report()] }.problem();
-                frame.extend(self.error(problem));
+            FeedEvent::Synced(revision) => {
+                sse::json_event("synced", Some(revision), &json!({"revision": revision}))
             }
-        }
-    }
-
-    async fn snapshot_chunk(&mut self, snapshot: Snapshot, after: Option<Bytes>) -> Frame {
-        let range = match &after {
-            Some(last) => self.request.range.after(last),
-            None => self.request.range.clone(),
-        };
-        let page = match snapshot.range(&range, SNAPSHOT_CHUNK, false).await {
-            Ok(page) => page,
-            Err(e) => return self.error(ApiError::from(e).problem()),
-        };
-        let revision = snapshot.revision();
-        let style =
-            super::render::KvStyle { encoding: self.request.encoding, with_value: true, select: None };
-        #[derive(serde::Serialize)]
-        struct Chunk<'a> {
-            revision: Revision,
-            kvs: Vec<KvJson<'a>>,
-        }
-        let kvs = page.kvs.iter().map(|kv| KvJson { kv, style }).collect();
-        let mut frame = sse::json_event("snapshot", None, &Chunk { revision, kvs });
-        match page.kvs.last() {
-            Some(last) if page.more => {
-                self.phase = Phase::Snapshot { after: Some(last.key.clone()), snapshot };
+            FeedEvent::Batch { entry, selected, shared } => {
+                self.feed.sent();
+                let memo = shared.then_some(&self.ns.frames);
+                sse::change(memo, &entry, selected, self.request.encoding, self.request.prev_kv)
             }
-            _ => {
-                frame.extend(self.synced(revision));
-                self.phase = Phase::Live;
+            FeedEvent::Progress(revision) => {
+                sse::json_event("progress", Some(revision), &json!({"revision": revision}))
             }
-        }
-        frame
-    }
-
-    /// The `change` frame of a batch, if the subscriber selects any of it
-    /// (batches of the shared history are rendered once for every
-    /// subscriber; a catch-up's are this subscriber's own).
-    fn change(&mut self, entry: &Arc<crate::cache::Entry>, shared: bool) -> Option<Frame> {
-        let request = &self.request;
-        let memo = shared.then_some(&self.ns.frames);
-        let frame = sse::change(memo, entry, &request.range, request.encoding, request.prev_kv)?;
-        self.timers.event_sent();
-        Some(frame)
-    }
-
-    /// Delivers the history after `since` without waiting, then `synced`.
-    fn replay(&mut self) -> Next {
-        loop {
-            let subscription = self.subscription.as_mut().expect("subscribed at start");
-            match subscription.try_next() {
-                Some(Update::Batch(entry)) => {
-                    if let Some(frame) = self.change(&entry, true) {
-                        self.phase = Phase::Replay;
-                        return Next::Frame(frame);
-                    }
-                }
-                Some(Update::Reset(reason)) => return self.behind(reason, false),
-                None => {
-                    let revision = subscription.progress().unwrap_or_else(|| subscription.cursor());
-                    self.phase = Phase::Live;
-                    return Next::Frame(self.synced(revision));
-                }
+            FeedEvent::Heartbeat => vec![Bytes::from_static(sse::KEEP_ALIVE)],
+            FeedEvent::Reset { reason, head } => {
+                self.metrics.reset(reason);
+                sse::json_event("reset", None, &json!({"code": reason.as_str(), "revision": head}))
             }
-        }
-    }
-
-    /// The subscriber's history left the window: catch it up from etcd
-    /// when etcd still has it, else the gap (`reset` or `error`).
-    fn behind(&mut self, reason: ResetReason, synced: bool) -> Next {
-        let cursor = self.subscription.as_ref().map_or(0, Subscription::cursor);
-        if CatchUp::needed(&self.ns.cache, cursor) {
-            self.phase = Phase::CatchUp { cursor, catch_up: None, synced };
-            return Next::Turn;
-        }
-        Next::Frame(self.gap(reason))
-    }
-
-    /// One turn of a catch-up: a replayed revision, or the handover to the
-    /// shared history; a position etcd compacted is a gap, and etcd being
-    /// unreachable ends the stream (the client resumes later from the same id).
-    async fn catch_up(&mut self, cursor: Revision, catch_up: Option<Box<CatchUp>>, synced: bool) -> Next {
-        let mut catch_up = match catch_up {
-            Some(catch_up) => catch_up,
-            None => {
-                let request = &self.request;
-                let started = CatchUp::start(
-                    &self.ns.cache,
-                    &self.catch_ups,
-                    request.range.clone(),
-                    cursor,
-                    request.prev_kv,
+            FeedEvent::Gap(gap) => {
+                self.metrics.lagging_disconnect();
+                sse::json_event("error", None, &gap_problem(gap))
+            }
+            FeedEvent::ShuttingDown => {
+                let problem = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    crate::error::SHUTDOWN_CODE,
+                    "Shutting down",
+                    "the gateway is shutting down; reconnect with Last-Event-ID to resume elsewhere".into(),
                 );
-                Box::new(started.await)
+                sse::json_event("error", None, &problem)
             }
-        };
-        loop {
-            match catch_up.next().await {
-                Ok(Step::Batch(entry)) => {
-                    if let Some(frame) = self.change(&entry, false) {
-                        self.phase = Phase::CatchUp { cursor, catch_up: Some(catch_up), synced };
-                        return Next::Frame(frame);
-                    }
-                }
-                Ok(Step::Done(subscription)) => {
-                    self.subscription = Some(subscription);
-                    self.phase = if synced { Phase::Live } else { Phase::Replay };
-                    return Next::Turn;
-                }
-                Err(UpstreamError::Compacted { .. }) => {
-                    // Learn where etcd's history starts now, for the answer.
-                    drop(self.ns.cache.compacted(cursor).await);
-                    return Next::Frame(self.gap(ResetReason::Compacted));
-                }
-                Err(e) => return Next::Frame(self.error(ApiError::from(e).problem())),
+            FeedEvent::Failed(ReadError::NotReady) => {
+                let problem = ApiError::NotReady { namespaces: vec![self.ns.cache.report()] }.problem();
+                sse::json_event("error", None, &problem)
             }
+            FeedEvent::Failed(e) => sse::json_event("error", None, &ApiError::from(e).problem()),
         }
-    }
-
-    async fn live(&mut self) -> Next {
-        loop {
-            let subscription = self.subscription.as_mut().expect("subscribed at start");
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => {
-                    let problem = Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        crate::error::SHUTDOWN_CODE,
-                        "Shutting down",
-                        "the gateway is shutting down; reconnect with Last-Event-ID to resume elsewhere".into(),
-                    );
-                    return Next::Frame(self.error(problem));
-                }
-                () = self.timers.end_at.as_mut() => return Next::End,
-                update = subscription.next() => {
-                    match update {
-                        None => return Next::End,
-                        Some(Update::Batch(entry)) => {
-                            if let Some(frame) = self.change(&entry, true) {
-                                self.phase = Phase::Live;
-                                return Next::Frame(frame);
-                            }
-                        }
-                        Some(Update::Reset(reason)) => return self.behind(reason, true),
-                    }
-                }
-                () = self.timers.progress.as_mut() => {
-                    // Nothing sent for a whole interval: the stream is
-                    // complete up to head, moved or not. (`None`: a batch is
-                    // pending, and the next turn delivers it.)
-                    if let Some(revision) = subscription.progress() {
-                        self.timers.event_sent();
-                        self.phase = Phase::Live;
-                        return Next::Frame(sse::json_event("progress", Some(revision), &json!({"revision": revision})));
-                    }
-                }
-                _ = self.timers.heartbeat.tick() => {
-                    self.phase = Phase::Live;
-                    return Next::Frame(vec![Bytes::from_static(sse::KEEP_ALIVE)]);
-                }
-            }
-        }
-    }
-
-    /// History the client needs is gone: `reset` + snapshot, or `error`.
-    fn gap(&mut self, reason: ResetReason) -> Frame {
-        let view = self.ns.cache.view();
-        let head = view.head;
-        if self.request.on_gap == OnGap::Error {
-            self.metrics.lagging_disconnect();
-            let cursor = self.subscription.as_ref().map_or(0, Subscription::cursor);
-            let problem = gap_problem(&self.ns.cache, cursor, reason);
-            return self.error(problem);
-        }
-        self.metrics.reset(reason);
-        let mut frame = sse::json_event("reset", None, &json!({"code": reason.as_str(), "revision": head}));
-        let subscription = self.subscription.take().expect("subscribed");
-        self.begin_snapshot(subscription, &mut frame);
-        frame
-    }
-
-    /// The `synced` event: the client holds the state at `revision`.
-    fn synced(&mut self, revision: Revision) -> Frame {
-        self.timers.event_sent();
-        sse::json_event("synced", Some(revision), &json!({"revision": revision}))
-    }
-
-    /// An `error` event; the stream ends after it.
-    fn error(&mut self, problem: Problem) -> Frame {
-        self.phase = Phase::Done;
-        sse::json_event("error", None, &problem)
     }
 }

@@ -9,16 +9,8 @@ use super::selection::Selection;
 use crate::cache::{KeyRange, Revision};
 use crate::config::HumanDuration;
 use crate::error::ApiError;
+use crate::fanout::OnGap;
 use crate::http::params::Params;
-
-/// What to do when history the client needs is gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnGap {
-    /// Send `reset`, then a snapshot and `synced` (the default).
-    Reset,
-    /// Send `error` (code `compacted`) and end the stream.
-    Error,
-}
 
 /// Shortest `progress_interval` a client may ask for.
 pub const MIN_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,7 +30,8 @@ pub struct WatchRequest {
     pub prev_kv: bool,
     /// Value encoding.
     pub encoding: Encoding,
-    /// Gap behaviour.
+    /// Gap behaviour: `on_gap=reset` (`reset`, a snapshot and `synced`, the
+    /// default) or `on_gap=error` (`error` with code `compacted`, the end).
     pub on_gap: OnGap,
     /// Idle time before a `progress` event.
     pub progress_interval: Duration,
@@ -77,7 +70,7 @@ impl WatchRequest {
         let encoding = Encoding::parse(params.take_str("encoding")?.as_deref())?;
         let on_gap = match params.take_str("on_gap")?.as_deref() {
             None | Some("reset") => OnGap::Reset,
-            Some("error") => OnGap::Error,
+            Some("error") => OnGap::End,
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "parameter `on_gap` must be reset or error, not {other:?}"

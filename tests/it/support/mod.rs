@@ -4,6 +4,7 @@
 #![allow(dead_code)] // not every suite uses every helper
 
 pub mod cache;
+pub mod demo;
 pub mod etcd;
 pub mod gateway;
 pub mod http;
