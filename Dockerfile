@@ -9,6 +9,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+# A workspace member: cargo reads its manifest even to build the server alone.
+COPY clients/rust ./clients/rust
 RUN cargo build --release --locked --bin etcd-cache-gateway
 
 FROM debian:bookworm-slim

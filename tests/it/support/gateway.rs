@@ -33,7 +33,13 @@ impl Gateway {
     }
 
     /// Starts the gateway with `config` on 127.0.0.1 port 0.
-    pub async fn start(mut config: Config) -> Self {
+    pub async fn start(config: Config) -> Self {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the gateway with `config` on `addr`: e.g. the address of a
+    /// gateway that was shut down, to restart it where its clients connect.
+    pub async fn start_on(mut config: Config, addr: SocketAddr) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -41,7 +47,7 @@ impl Gateway {
             )
             .try_init();
         config.validate().expect("test config is valid");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         config.listen = addr;
         let shutdown = CancellationToken::new();
@@ -51,7 +57,12 @@ impl Gateway {
 
     /// Starts the gateway and waits until `/readyz` answers 200.
     pub async fn start_ready(config: Config) -> Self {
-        let gateway = Self::start(config).await;
+        Self::start_ready_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the gateway on `addr` and waits until `/readyz` answers 200.
+    pub async fn start_ready_on(config: Config, addr: SocketAddr) -> Self {
+        let gateway = Self::start_on(config, addr).await;
         let url = gateway.url("/readyz");
         super::wait_until("the gateway is ready", Duration::from_secs(30), || {
             let url = url.clone();
