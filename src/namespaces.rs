@@ -69,6 +69,7 @@ impl Namespaces {
                     id: u32::try_from(id).unwrap_or(u32::MAX),
                     consistent_read_timeout: policy_config.consistent_read_timeout.get(),
                     wait_timeout: policy_config.wait_timeout.get(),
+                    max_history_bytes: policy_config.max_history_bytes.bytes(),
                 };
                 let loader = EtcdSource::new(client.clone(), Prefix::new(ns.prefix.clone()));
                 let cache = WatchCache::new(options, values.clone(), Arc::new(loader), policy(policy_config));

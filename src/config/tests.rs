@@ -90,7 +90,7 @@ fn errors_say_key_origin_expectation_and_an_example_in_the_users_words() {
         "invalid configuration: etcd.bogus in FILE: `bogus` is not a key here; the keys are `endpoints`, \
          `username`, `password`, `tls`, `connect_timeout`, `request_timeout`, `keep_alive_interval`, \
          `keep_alive_timeout`, `backoff_min`, `backoff_max`, `progress_request_interval`, \
-         `watch_silence_timeout`, `bootstrap_page_size`, `max_message_bytes`"
+         `watch_silence_timeout`, `bootstrap_page_size`, `bootstrap_page_bytes`, `max_message_bytes`"
     );
     let err = load_with("", &[("GATEWAY_CACHE__HISTORY_REVISIONS", "many")], &[]).unwrap_err().to_string();
     assert_eq!(
@@ -298,6 +298,7 @@ fn every_validation_error_names_field_and_value() {
         (invalid(|c| c.etcd.backoff_max = zero), "etcd.backoff_max", "0s"),
         (invalid(|c| c.etcd.backoff_min = HumanDuration::secs(60)), "etcd.backoff_min", "1m"),
         (invalid(|c| c.etcd.bootstrap_page_size = 0), "etcd.bootstrap_page_size", "0"),
+        (invalid(|c| c.etcd.bootstrap_page_bytes = ByteSize(0)), "etcd.bootstrap_page_bytes", "0"),
         (invalid(|c| c.etcd.max_message_bytes = ByteSize(1024)), "etcd.max_message_bytes", "1.0 KiB"),
         (invalid(|c| c.watch.max_subscribers = 0), "watch.max_subscribers", "0"),
         (invalid(|c| c.watch.max_subscribers_per_namespace = 0), "watch.max_subscribers_per_namespace", "0"),

@@ -146,6 +146,7 @@ impl Config {
             ));
         }
         nonzero("etcd.bootstrap_page_size", u64::from(e.bootstrap_page_size))?;
+        nonzero("etcd.bootstrap_page_bytes", e.bootstrap_page_bytes.bytes())?;
         if e.max_message_bytes.bytes() < 4 * 1024 * 1024 {
             return Err(bad(
                 "etcd.max_message_bytes",
@@ -206,6 +207,7 @@ impl Config {
             (CachePolicy::Revision, None) => {}
         }
         nonzero("cache.max_value_bytes", c.max_value_bytes.bytes())?;
+        nonzero("cache.max_history_bytes", c.max_history_bytes.bytes())?;
         positive("cache.consistent_read_timeout", c.consistent_read_timeout)?;
         positive("cache.wait_timeout", c.wait_timeout)
     }
