@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod browser;
+mod browser_client;
 mod cache;
 mod compose;
 mod cors;
@@ -22,6 +23,7 @@ mod server;
 mod staleness;
 mod support;
 mod support_selftest;
+mod ui;
 mod watch;
 mod watch_guarantees;
 mod watchdog;

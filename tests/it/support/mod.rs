@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // not every suite uses every helper
 
+pub mod browser;
 pub mod cache;
 pub mod demo;
 pub mod etcd;

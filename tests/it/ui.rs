@@ -1,0 +1,314 @@
+//! The web UI at `/ui/`, driven in headless Chromium through its journeys
+//! against a real gateway and etcd: open `/`, pick a namespace, walk the
+//! tree, open a JSON value, see a change arrive without reload, use the
+//! event log, time-travel and diff, sign in with a token. Each journey
+//! asserts on the page's content and saves PNG screenshots under
+//! `$CARGO_TARGET_TMPDIR/ui-screenshots/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use etcd_cache_gateway::config::{Config, TokenConfig};
+use fantoccini::Locator;
+use serde_json::{Value, json};
+
+use crate::support::browser::Browser;
+use crate::support::{Etcd, Gateway, wait_until};
+
+/// Where the screenshots go.
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    let png = browser.client.screenshot().await.unwrap();
+    assert_eq!(&png[1..4], b"PNG", "a PNG");
+    let path = screenshot_dir().join(format!("{name}.png"));
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// The text of the element `#id`.
+async fn text(browser: &Browser, id: &str) -> String {
+    browser.eval_json(&format!("return JSON.stringify(document.getElementById({id:?}).textContent)")).await.as_str().unwrap().to_owned()
+}
+
+/// The names in the tree, in order.
+async fn tree_names(browser: &Browser) -> Vec<String> {
+    let names = browser
+        .eval_json("return JSON.stringify([...document.querySelectorAll('#tree li .name')].map((e) => e.textContent))")
+        .await;
+    serde_json::from_value(names).unwrap()
+}
+
+/// The event log's rows as [revision, type, key].
+async fn log_rows(browser: &Browser) -> Vec<Vec<String>> {
+    let rows = browser
+        .eval_json(
+            "return JSON.stringify([...document.querySelectorAll('#log tr')].map((tr) => [...tr.children].map((td) => td.textContent)))",
+        )
+        .await;
+    serde_json::from_value(rows).unwrap()
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+/// Sets an input's value as a person typing would.
+async fn fill(browser: &Browser, id: &str, value: &str) {
+    let input = browser.client.find(Locator::Id(id)).await.unwrap();
+    input.clear().await.unwrap();
+    if !value.is_empty() {
+        input.send_keys(value).await.unwrap();
+    }
+}
+
+async fn wait_text(browser: &Browser, id: &str, what: &str, expected: impl Fn(&str) -> bool) {
+    wait_until(what, Duration::from_secs(20), || async { expected(&text(browser, id).await) }).await;
+}
+
+/// Every URL the page requested, from the Resource Timing API.
+async fn requested_urls(browser: &Browser) -> Vec<String> {
+    let urls = browser
+        .eval_json("return JSON.stringify([location.href, ...performance.getEntriesByType('resource').map((e) => e.name)])")
+        .await;
+    serde_json::from_value(urls).unwrap()
+}
+
+fn two_namespaces(etcd: &Etcd) -> Config {
+    let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "app", "app/");
+    config.namespaces.push(etcd_cache_gateway::config::NamespaceConfig {
+        name: "other".into(),
+        prefix: "other/".into(),
+        max_subscribers: None,
+    });
+    config
+}
+
+#[tokio::test]
+async fn ui_journey_browse_open_watch_log_and_time_travel() {
+    let etcd = Etcd::start().await;
+    let mut etcd_client = etcd.client().await;
+    let first = r#"{"host":"db","port":5432}"#;
+    let before = etcd_client.put("app/config/db.json", first, None).await.unwrap().header().unwrap().revision();
+    etcd_client.put("app/config/log-level", "info", None).await.unwrap();
+    etcd_client.put("app/bin", vec![0u8, 1, 0xfe, 0xff], None).await.unwrap();
+    for i in 1..=3 {
+        etcd_client.put(format!("app/services/web/{i}"), "up", None).await.unwrap();
+    }
+    etcd_client.put("other/x", "1", None).await.unwrap();
+    let gw = Gateway::start_ready(two_namespaces(&etcd)).await;
+    let browser = Browser::start(1280, 900).await;
+
+    // `/` leads to the UI, which lists the namespaces with their facts.
+    browser.client.goto(&gw.url("/")).await.unwrap();
+    assert_eq!(browser.client.current_url().await.unwrap().path(), "/ui/");
+    wait_text(&browser, "namespace-list", "the namespaces are listed", |t| t.contains("app") && t.contains("other")).await;
+    let facts = text(&browser, "namespace-list").await;
+    assert!(facts.contains("6 keys"), "app's key count: {facts}");
+    wait_text(&browser, "health", "health shows", |t| t == "ready").await;
+    screenshot(&browser, "1-namespaces").await;
+
+    // Pick a namespace: the tree's first level, folders with their counts.
+    click(&browser, "a[data-ns='app']").await;
+    wait_until("the tree is listed", Duration::from_secs(20), || async { !tree_names(&browser).await.is_empty() }).await;
+    assert_eq!(tree_names(&browser).await, ["config/", "services/", "bin"]);
+    let counts = text(&browser, "tree").await;
+    assert!(counts.contains("2 keys") && counts.contains("3 keys"), "{counts}");
+    wait_text(&browser, "connection", "the watch is live", |t| t == "live").await;
+
+    // Into a folder, open a JSON value.
+    click(&browser, "#tree li.folder[data-prefix='config/']").await;
+    wait_until("config/ is listed", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["db.json", "log-level"]
+    })
+    .await;
+    click(&browser, "#tree li.key[data-key='config/db.json']").await;
+    let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(first).unwrap()).unwrap();
+    wait_text(&browser, "value", "the JSON value is shown", |t| t == pretty).await;
+    let meta = browser
+        .eval_json("return JSON.stringify(Object.fromEntries([...document.querySelectorAll('#meta dd')].map((d) => [d.dataset.field, d.textContent])))")
+        .await;
+    assert_eq!(meta["mod_revision"], before.to_string());
+    assert_eq!(meta["version"], "1");
+    assert_eq!(meta["shown as"], "json");
+    let command = |id: &str| format!("return JSON.stringify(document.getElementById({id:?}).dataset.command)");
+    assert_eq!(
+        browser.eval_json(&command("copy-curl")).await,
+        json!(format!("curl '{}/v1/namespaces/app/kv/config/db.json?raw=true'", gw.base_url))
+    );
+    assert_eq!(
+        browser.eval_json(&command("copy-etcdctl")).await,
+        json!("etcdctl get --print-value-only 'app/config/db.json'")
+    );
+    screenshot(&browser, "2-key-json").await;
+
+    // A change made in etcd appears in the open value and the log, no reload.
+    let second = r#"{"host":"db2","port":5432}"#;
+    let changed = etcd_client.put("app/config/db.json", second, None).await.unwrap().header().unwrap().revision();
+    wait_text(&browser, "value", "the new value is shown", |t| t.contains("db2")).await;
+    wait_until("the change is logged", Duration::from_secs(20), || async {
+        log_rows(&browser).await.contains(&vec![changed.to_string(), "put".into(), "config/db.json".into()])
+    })
+    .await;
+    wait_text(&browser, "last-revision", "the last revision shows", |t| t == format!("revision {changed}")).await;
+    screenshot(&browser, "3-live-change").await;
+
+    // The log: paused events are held, then shown; filter; clear.
+    click(&browser, "#pause").await;
+    let held = etcd_client.put("app/services/web/4", "up", None).await.unwrap().header().unwrap().revision();
+    wait_text(&browser, "log-count", "the event is held", |t| t == "paused · 1 held").await;
+    assert!(!log_rows(&browser).await.iter().any(|r| r[0] == held.to_string()));
+    click(&browser, "#pause").await;
+    let rows = log_rows(&browser).await;
+    assert_eq!(rows[0], [held.to_string(), "put".into(), "services/web/4".into()], "newest first: {rows:?}");
+    fill(&browser, "log-filter", "services/").await;
+    let rows = log_rows(&browser).await;
+    assert_eq!(rows, [[held.to_string(), "put".to_owned(), "services/web/4".to_owned()]]);
+    click(&browser, "#clear").await;
+    assert!(log_rows(&browser).await.is_empty());
+
+    // Time travel: the value as it was, and a diff between two revisions.
+    fill(&browser, "revision", &before.to_string()).await;
+    click(&browser, "#query button[type=submit]").await;
+    wait_text(&browser, "value", "the old value is shown", |t| t == pretty).await;
+    assert!(text(&browser, "travel").await.contains(&format!("as it was at revision {before}")));
+    fill(&browser, "diff-a", &before.to_string()).await;
+    click(&browser, "#diff-form button").await;
+    wait_text(&browser, "diff", "the diff is shown", |t| t.contains("+   \"host\": \"db2\"")).await;
+    assert!(text(&browser, "diff").await.contains("-   \"host\": \"db\","));
+    screenshot(&browser, "4-time-travel-diff").await;
+
+    // Too far back: the compacted boundary, explained.
+    let compacted = etcd.revision().await;
+    etcd.compact(compacted).await;
+    fill(&browser, "revision", "2").await;
+    click(&browser, "#query button[type=submit]").await;
+    wait_text(&browser, "message", "the compaction is explained", |t| t.contains("compacted")).await;
+    let gone = crate::support::http::get(&gw.url("/v1/namespaces/app/kv?revision=2")).await;
+    let oldest = gone.json()["compact_revision"].as_i64().unwrap();
+    let message = text(&browser, "message").await;
+    assert_eq!(
+        message,
+        format!(
+            "Revision 2 is older than etcd keeps: history before revision {oldest} was compacted. \
+             Pick revision {oldest} or later."
+        )
+    );
+
+    // Back to live; a binary value in hex.
+    click(&browser, "#live").await;
+    browser.client.goto(&gw.url("/ui/#/ns/app?key=bin")).await.unwrap();
+    wait_text(&browser, "meta", "the binary key is open", |t| t.contains("binary")).await;
+    click(&browser, ".tabs [data-view='hex']").await;
+    wait_text(&browser, "value", "hex is shown", |t| t == "00000000  00 01 fe ff").await;
+
+    // Every request the UI made went to the gateway.
+    let origin = gw.base_url.clone();
+    for url in requested_urls(&browser).await {
+        assert!(url.starts_with(&origin), "the UI asked {url}, not the gateway");
+    }
+    let _ = browser.client.clone().close().await;
+}
+
+#[tokio::test]
+async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
+    let etcd = Etcd::start().await;
+    etcd.client().await.put("app/k", "v", None).await.unwrap();
+    let mut config = two_namespaces(&etcd);
+    config.tokens = vec![TokenConfig {
+        name: "reader".into(),
+        secret: Some("reader-secret-123".into()),
+        secret_env: None,
+        secret_file: None,
+        namespaces: vec!["app".into()],
+    }];
+    let gw = Gateway::start_ready(config).await;
+    let browser = Browser::start(1280, 800).await;
+    browser.client.goto(&gw.url("/ui/")).await.unwrap();
+    wait_until("the sign-in form shows", Duration::from_secs(20), || async {
+        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await == json!(false)
+    })
+    .await;
+    assert_eq!(text(&browser, "namespace-list").await, "Sign in to see namespaces.");
+    screenshot(&browser, "5-sign-in").await;
+
+    fill(&browser, "token", "wrong-secret-000").await;
+    click(&browser, "#signin button").await;
+    wait_text(&browser, "message", "a wrong token is refused", |t| !t.is_empty()).await;
+    assert_eq!(browser.eval_json("return JSON.stringify(document.getElementById('message').dataset.code)").await, "unauthorized");
+
+    fill(&browser, "token", "reader-secret-123").await;
+    click(&browser, "#signin button").await;
+    wait_text(&browser, "namespace-list", "the token's namespaces are listed", |t| t.contains("app")).await;
+    let listed = browser
+        .eval_json("return JSON.stringify([...document.querySelectorAll('#namespace-list a')].map((a) => a.dataset.ns))")
+        .await;
+    assert_eq!(listed, json!(["app"]));
+    click(&browser, "a[data-ns='app']").await;
+    wait_until("the tree is listed", Duration::from_secs(20), || async { tree_names(&browser).await == ["k"] }).await;
+    screenshot(&browser, "6-signed-in").await;
+
+    click(&browser, "#signout").await;
+    wait_until("signed out", Duration::from_secs(20), || async {
+        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await == json!(false)
+    })
+    .await;
+    assert_eq!(browser.eval_json("return JSON.stringify(document.cookie)").await, "");
+    let _ = browser.client.clone().close().await;
+}
+
+/// Keys written per etcd transaction (etcd's default `--max-txn-ops` is 128).
+const TXN_OPS: usize = 128;
+
+#[tokio::test]
+async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
+    let etcd = Etcd::start().await;
+    let mut etcd_client = etcd.client().await;
+    let keys: Vec<String> = (0..100_000).map(|i| format!("big/f{:03}/k{:05}", i / 1000, i)).collect();
+    for chunk in keys.chunks(TXN_OPS) {
+        let ops: Vec<etcd_client::TxnOp> =
+            chunk.iter().map(|k| etcd_client::TxnOp::put(format!("app/{k}"), "{\"n\":1}", None)).collect();
+        etcd_client.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    let gw = Gateway::start_ready(two_namespaces(&etcd)).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.client.goto(&gw.url("/ui/#/ns/app?prefix=big/")).await.unwrap();
+    wait_until("the 100 folders are listed", Duration::from_secs(60), || async {
+        tree_names(&browser).await.len() == 100
+    })
+    .await;
+    let metrics = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    eprintln!("100k keys, first level (100 folders): {metrics}");
+    assert_eq!(tree_names(&browser).await[7], "f007/");
+    assert!(text(&browser, "tree").await.contains("1000 keys"));
+    screenshot(&browser, "7-100k-tree").await;
+
+    click(&browser, "#tree li.folder[data-prefix='big/f007/']").await;
+    wait_until("a folder of 1000 keys shows its first page", Duration::from_secs(60), || async {
+        tree_names(&browser).await.first().map(String::as_str) == Some("k07000")
+    })
+    .await;
+    assert_eq!(tree_names(&browser).await.len(), 500, "one page");
+    let expanded = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    eprintln!("100k keys, one folder (first page of 500): {expanded}");
+    click(&browser, "#more").await;
+    wait_until("the second page is appended", Duration::from_secs(60), || async {
+        tree_names(&browser).await.len() == 1000
+    })
+    .await;
+
+    // The flat list of all 100,000 keys, one page at a time.
+    browser.client.goto(&gw.url("/ui/#/ns/app?prefix=big/&flat=1")).await.unwrap();
+    wait_until("the flat list shows its first page", Duration::from_secs(60), || async {
+        text(&browser, "tree-count").await.starts_with("100000 entries")
+    })
+    .await;
+    let flat = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    eprintln!("100k keys, flat (first page of 500): {flat}");
+    assert_eq!(tree_names(&browser).await.len(), 500);
+    let _ = browser.client.clone().close().await;
+}
