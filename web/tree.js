@@ -7,6 +7,8 @@ import { h, $, flash } from "./util.js";
 export const TREE_PAGE = 500;
 
 export class Tree {
+  static rowIds = 0;
+
   /**
    * @param {object} ui the app: `gw`, `state`, `navigate(patch)`, `showError(e)`
    */
@@ -67,8 +69,11 @@ export class Tree {
     this.more.hidden = !this.nextToken;
     this.listedRevision = page.revision;
     this.count += items.length;
-    $("tree-count").textContent = `${page.count} ${page.count === 1 ? "entry" : "entries"} at revision ${page.revision}` +
-      (this.nextToken ? ` · showing ${this.count}` : "");
+    this.folders = (first ? 0 : this.folders) + (page.prefixes || []).length;
+    const keys = `${page.count} ${page.count === 1 ? "key" : "keys"}`;
+    const where = state.flat ? "" : ` here, ${this.folders}${this.nextToken ? "+" : ""} ${this.folders === 1 ? "folder" : "folders"}`;
+    $("tree-count").textContent = `${keys}${where} at revision ${page.revision}` +
+      (this.nextToken ? ` · showing ${this.count} (Load more for the rest)` : "");
     if (first) {
       requestAnimationFrame(() => {
         const m = (window.uiMetrics = window.uiMetrics || {});
@@ -89,7 +94,7 @@ export class Tree {
   }
 
   folderRow(prefix, count) {
-    const li = h("li", { class: "folder", role: "option", tabindex: "-1", "aria-selected": "false", dataset: { prefix } },
+    const li = h("li", { class: "folder", role: "option", "aria-selected": "false", dataset: { prefix } },
       h("span", { class: "name" }, this.label(prefix)),
       h("span", { class: "count", title: "keys below" }, `${count} ${count === 1 ? "key" : "keys"}`));
     li.addEventListener("click", () => this.ui.navigate({ prefix, key: null }));
@@ -101,7 +106,7 @@ export class Tree {
     const key = kv.key_encoding === "base64" ? null : kv.key;
     const name = key === null ? `(binary) ${kv.key}` : this.label(key);
     const extra = kv.value !== undefined ? h("span", { class: "rev" }, JSON.stringify(kv.value)) : h("span", { class: "rev", title: "mod revision" }, `@${kv.mod_revision}`);
-    const li = h("li", { class: "key", role: "option", tabindex: "-1", "aria-selected": "false", dataset: { key: kv.key } },
+    const li = h("li", { class: "key", role: "option", "aria-selected": "false", dataset: { key: kv.key } },
       h("span", { class: "name" }, name), extra);
     li.addEventListener("click", () => {
       this.select(li, false);
@@ -125,11 +130,13 @@ export class Tree {
     $("crumbs").replaceChildren(...crumbs);
   }
 
-  select(li, focus = true) {
+  /** Marks `li` as the active row; focus stays on the list (aria-activedescendant). */
+  select(li, scroll = true) {
     for (const el of this.list.querySelectorAll('[aria-selected="true"]')) el.setAttribute("aria-selected", "false");
     li.setAttribute("aria-selected", "true");
-    this.list.setAttribute("aria-activedescendant", "");
-    if (focus) li.focus();
+    if (!li.id) li.id = `row-${++Tree.rowIds}`;
+    this.list.setAttribute("aria-activedescendant", li.id);
+    if (scroll) li.scrollIntoView({ block: "nearest" });
   }
 
   onKey(e) {

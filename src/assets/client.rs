@@ -12,8 +12,10 @@ pub const MODULE: Asset =
     Asset::new("text/javascript; charset=utf-8", include_bytes!("../../clients/js/gateway-client.js"));
 
 /// `gateway-client.d.ts`, its TypeScript declarations.
-pub const TYPES: Asset =
-    Asset::new("application/typescript; charset=utf-8", include_bytes!("../../clients/js/gateway-client.d.ts"));
+pub const TYPES: Asset = Asset::new(
+    "application/typescript; charset=utf-8",
+    include_bytes!("../../clients/js/gateway-client.d.ts"),
+);
 
 /// The client's routes: path template and handlers.
 pub const ROUTES: [(&str, Handlers<()>); 2] = [

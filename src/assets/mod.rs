@@ -80,7 +80,8 @@ mod tests {
     #[test]
     fn a_matching_if_none_match_answers_304_without_a_body() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(&format!("\"x\", {}", A.etag())).unwrap());
+        headers
+            .insert(header::IF_NONE_MATCH, HeaderValue::from_str(&format!("\"x\", {}", A.etag())).unwrap());
         let response = A.respond(&headers);
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(response.headers()[header::ETAG], A.etag().as_str());

@@ -39,7 +39,9 @@ pub const FILES: [(&str, Asset); 7] = [
 pub const ROUTES: [(&str, Handlers<()>); 3] = [
     ("/", || get(|| async { Redirect::to(UI_PATH) })),
     ("/ui/", || get(|headers: HeaderMap| async move { file("index.html", &headers) })),
-    ("/ui/{file}", || get(|Path(name): Path<String>, headers: HeaderMap| async move { file(&name, &headers) })),
+    ("/ui/{file}", || {
+        get(|Path(name): Path<String>, headers: HeaderMap| async move { file(&name, &headers) })
+    }),
 ];
 
 /// A UI file with the UI's security headers, or 404 `not_found`.

@@ -102,9 +102,11 @@ async fn the_browser_client_reads_pages_at_one_revision_and_names_errors_by_code
     let browser = open_page(&gw, page_port, "").await;
 
     let got = browser
-        .eval_json(r#"return gw.get("app", "json/one", {encoding: "json", minRevision: MIN}).then(JSON.stringify)"#
-            .replace("MIN", &json_revision.to_string())
-            .as_str())
+        .eval_json(
+            r#"return gw.get("app", "json/one", {encoding: "json", minRevision: MIN}).then(JSON.stringify)"#
+                .replace("MIN", &json_revision.to_string())
+                .as_str(),
+        )
         .await;
     assert_eq!(got["kv"]["value"], json!({"a": {"b": 1}}));
     assert_eq!(got["kv"]["value_encoding"], "json");
@@ -120,7 +122,9 @@ async fn the_browser_client_reads_pages_at_one_revision_and_names_errors_by_code
     assert_eq!(unchanged, json!({"notModified": true, "etag": got["etag"]}));
 
     let error_of = |call: &str| {
-        format!("return {call}.then(() => 'null', (e) => JSON.stringify({{name: e.name, code: e.code, status: e.status}}))")
+        format!(
+            "return {call}.then(() => 'null', (e) => JSON.stringify({{name: e.name, code: e.code, status: e.status}}))"
+        )
     };
     for (call, code, status) in [
         (r#"gw.get("app", "missing")"#, "key_not_found", 404),
@@ -161,7 +165,8 @@ async fn the_browser_client_reads_pages_at_one_revision_and_names_errors_by_code
             "return gw.list('app', {{prefix: 'l/', keysOnly: true, minRevision: {after}}}).then(JSON.stringify)"
         ))
         .await;
-    let keys: Vec<&str> = now["kvs"].as_array().unwrap().iter().map(|kv| kv["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> =
+        now["kvs"].as_array().unwrap().iter().map(|kv| kv["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["l/a", "l/b", "l/c", "l/c2", "l/d"]);
     let folders = browser.eval_json("return gw.list('app', {delimiter: '/'}).then(JSON.stringify)").await;
     assert_eq!(folders["prefixes"], json!([{"prefix": "json/", "count": 1}, {"prefix": "l/", "count": 5}]));
@@ -280,7 +285,13 @@ async fn a_browser_mirror_equals_etcd_across_stream_closes_and_a_gateway_restart
     // Writes across two or more server-side stream closes.
     let mut last = 0;
     for i in 0..16 {
-        last = etcd_client.put(format!("app/m/{}", i % 7), format!("w{i}"), None).await.unwrap().header().unwrap().revision();
+        last = etcd_client
+            .put(format!("app/m/{}", i % 7), format!("w{i}"), None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
         if i % 3 == 0 {
             etcd_client.delete(format!("app/m/{}", (i + 3) % 7), None).await.unwrap();
         }

@@ -32,7 +32,12 @@ async fn screenshot(browser: &Browser, name: &str) {
 
 /// The text of the element `#id`.
 async fn text(browser: &Browser, id: &str) -> String {
-    browser.eval_json(&format!("return JSON.stringify(document.getElementById({id:?}).textContent)")).await.as_str().unwrap().to_owned()
+    browser
+        .eval_json(&format!("return JSON.stringify(document.getElementById({id:?}).textContent)"))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The names in the tree, in order.
@@ -54,7 +59,14 @@ async fn log_rows(browser: &Browser) -> Vec<Vec<String>> {
 }
 
 async fn click(browser: &Browser, css: &str) {
-    browser.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Sets an input's value as a person typing would.
@@ -93,7 +105,8 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     let etcd = Etcd::start().await;
     let mut etcd_client = etcd.client().await;
     let first = r#"{"host":"db","port":5432}"#;
-    let before = etcd_client.put("app/config/db.json", first, None).await.unwrap().header().unwrap().revision();
+    let before =
+        etcd_client.put("app/config/db.json", first, None).await.unwrap().header().unwrap().revision();
     etcd_client.put("app/config/log-level", "info", None).await.unwrap();
     etcd_client.put("app/bin", vec![0u8, 1, 0xfe, 0xff], None).await.unwrap();
     for i in 1..=3 {
@@ -106,7 +119,10 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     // `/` leads to the UI, which lists the namespaces with their facts.
     browser.client.goto(&gw.url("/")).await.unwrap();
     assert_eq!(browser.client.current_url().await.unwrap().path(), "/ui/");
-    wait_text(&browser, "namespace-list", "the namespaces are listed", |t| t.contains("app") && t.contains("other")).await;
+    wait_text(&browser, "namespace-list", "the namespaces are listed", |t| {
+        t.contains("app") && t.contains("other")
+    })
+    .await;
     let facts = text(&browser, "namespace-list").await;
     assert!(facts.contains("6 keys"), "app's key count: {facts}");
     wait_text(&browser, "health", "health shows", |t| t == "ready").await;
@@ -114,11 +130,32 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
 
     // Pick a namespace: the tree's first level, folders with their counts.
     click(&browser, "a[data-ns='app']").await;
-    wait_until("the tree is listed", Duration::from_secs(20), || async { !tree_names(&browser).await.is_empty() }).await;
+    wait_until("the tree is listed", Duration::from_secs(20), || async {
+        !tree_names(&browser).await.is_empty()
+    })
+    .await;
     assert_eq!(tree_names(&browser).await, ["config/", "services/", "bin"]);
     let counts = text(&browser, "tree").await;
     assert!(counts.contains("2 keys") && counts.contains("3 keys"), "{counts}");
     wait_text(&browser, "connection", "the watch is live", |t| t == "live").await;
+    assert_eq!(
+        text(&browser, "tree-count").await,
+        format!("1 key here, 2 folders at revision {}", etcd.revision().await)
+    );
+
+    // The keyboard alone: down to services/, into it, and back up.
+    browser.client.find(Locator::Id("tree")).await.unwrap().send_keys("\u{E015}\u{E007}").await.unwrap();
+    wait_until("services/ is listed", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["web/"]
+    })
+    .await;
+    let focused = browser.eval_json("return JSON.stringify(document.activeElement.id)").await;
+    assert_eq!(focused, "tree", "focus stays in the tree");
+    browser.client.find(Locator::Id("tree")).await.unwrap().send_keys("\u{E003}").await.unwrap();
+    wait_until("back at the top", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["config/", "services/", "bin"]
+    })
+    .await;
 
     // Into a folder, open a JSON value.
     click(&browser, "#tree li.folder[data-prefix='config/']").await;
@@ -135,7 +172,8 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     assert_eq!(meta["mod_revision"], before.to_string());
     assert_eq!(meta["version"], "1");
     assert_eq!(meta["shown as"], "json");
-    let command = |id: &str| format!("return JSON.stringify(document.getElementById({id:?}).dataset.command)");
+    let command =
+        |id: &str| format!("return JSON.stringify(document.getElementById({id:?}).dataset.command)");
     assert_eq!(
         browser.eval_json(&command("copy-curl")).await,
         json!(format!("curl '{}/v1/namespaces/app/kv/config/db.json?raw=true'", gw.base_url))
@@ -148,13 +186,15 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
 
     // A change made in etcd appears in the open value and the log, no reload.
     let second = r#"{"host":"db2","port":5432}"#;
-    let changed = etcd_client.put("app/config/db.json", second, None).await.unwrap().header().unwrap().revision();
+    let changed =
+        etcd_client.put("app/config/db.json", second, None).await.unwrap().header().unwrap().revision();
     wait_text(&browser, "value", "the new value is shown", |t| t.contains("db2")).await;
     wait_until("the change is logged", Duration::from_secs(20), || async {
         log_rows(&browser).await.contains(&vec![changed.to_string(), "put".into(), "config/db.json".into()])
     })
     .await;
-    wait_text(&browser, "last-revision", "the last revision shows", |t| t == format!("revision {changed}")).await;
+    wait_text(&browser, "last-revision", "the last revision shows", |t| t == format!("revision {changed}"))
+        .await;
     screenshot(&browser, "3-live-change").await;
 
     // The log: paused events are held, then shown; filter; clear.
@@ -185,17 +225,21 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     // Too far back: the compacted boundary, explained.
     let compacted = etcd.revision().await;
     etcd.compact(compacted).await;
-    fill(&browser, "revision", "2").await;
+    // (Revision `before` itself was read above and stays cached: one never read.)
+    let gone =
+        crate::support::http::get(&gw.url(&format!("/v1/namespaces/app/kv?revision={}", before + 1))).await;
+    assert_eq!(gone.status, 410, "revision {} is compacted", before + 1);
+    let oldest = gone.json()["compact_revision"].as_i64().unwrap();
+    fill(&browser, "revision", &(before + 1).to_string()).await;
     click(&browser, "#query button[type=submit]").await;
     wait_text(&browser, "message", "the compaction is explained", |t| t.contains("compacted")).await;
-    let gone = crate::support::http::get(&gw.url("/v1/namespaces/app/kv?revision=2")).await;
-    let oldest = gone.json()["compact_revision"].as_i64().unwrap();
     let message = text(&browser, "message").await;
     assert_eq!(
         message,
         format!(
-            "Revision 2 is older than etcd keeps: history before revision {oldest} was compacted. \
-             Pick revision {oldest} or later."
+            "Revision {} is older than etcd keeps: history before revision {oldest} was compacted. \
+             Pick revision {oldest} or later.",
+            before + 1
         )
     );
 
@@ -230,7 +274,8 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
     let browser = Browser::start(1280, 800).await;
     browser.client.goto(&gw.url("/ui/")).await.unwrap();
     wait_until("the sign-in form shows", Duration::from_secs(20), || async {
-        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await == json!(false)
+        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await
+            == json!(false)
     })
     .await;
     assert_eq!(text(&browser, "namespace-list").await, "Sign in to see namespaces.");
@@ -239,7 +284,10 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
     fill(&browser, "token", "wrong-secret-000").await;
     click(&browser, "#signin button").await;
     wait_text(&browser, "message", "a wrong token is refused", |t| !t.is_empty()).await;
-    assert_eq!(browser.eval_json("return JSON.stringify(document.getElementById('message').dataset.code)").await, "unauthorized");
+    assert_eq!(
+        browser.eval_json("return JSON.stringify(document.getElementById('message').dataset.code)").await,
+        "unauthorized"
+    );
 
     fill(&browser, "token", "reader-secret-123").await;
     click(&browser, "#signin button").await;
@@ -249,12 +297,16 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
         .await;
     assert_eq!(listed, json!(["app"]));
     click(&browser, "a[data-ns='app']").await;
-    wait_until("the tree is listed", Duration::from_secs(20), || async { tree_names(&browser).await == ["k"] }).await;
+    wait_until("the tree is listed", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["k"]
+    })
+    .await;
     screenshot(&browser, "6-signed-in").await;
 
     click(&browser, "#signout").await;
     wait_until("signed out", Duration::from_secs(20), || async {
-        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await == json!(false)
+        browser.eval_json("return JSON.stringify(document.getElementById('signin').hidden)").await
+            == json!(false)
     })
     .await;
     assert_eq!(browser.eval_json("return JSON.stringify(document.cookie)").await, "");
@@ -304,11 +356,38 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
     // The flat list of all 100,000 keys, one page at a time.
     browser.client.goto(&gw.url("/ui/#/ns/app?prefix=big/&flat=1")).await.unwrap();
     wait_until("the flat list shows its first page", Duration::from_secs(60), || async {
-        text(&browser, "tree-count").await.starts_with("100000 entries")
+        text(&browser, "tree-count").await.starts_with("100000 keys at revision")
     })
     .await;
     let flat = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
     eprintln!("100k keys, flat (first page of 500): {flat}");
     assert_eq!(tree_names(&browser).await.len(), 500);
+    let _ = browser.client.clone().close().await;
+}
+
+#[tokio::test]
+async fn ui_follows_a_dark_system_theme_and_fits_a_phone_sized_window() {
+    let etcd = Etcd::start().await;
+    let mut etcd_client = etcd.client().await;
+    etcd_client.put("app/config/db.json", r#"{"host":"db","port":5432}"#, None).await.unwrap();
+    etcd_client.put("app/services/web/1", "up", None).await.unwrap();
+    let gw = Gateway::start_ready(two_namespaces(&etcd)).await;
+    let browser = Browser::start_with(390, 844, &["--force-dark-mode"]).await;
+    browser.client.goto(&gw.url("/ui/#/ns/app?prefix=config/&key=config/db.json")).await.unwrap();
+    wait_text(&browser, "value", "the value is shown", |t| t.contains("\"host\": \"db\"")).await;
+    let look = browser
+        .eval_json(
+            "return JSON.stringify({dark: matchMedia('(prefers-color-scheme: dark)').matches,
+              background: getComputedStyle(document.body).backgroundColor,
+              color: getComputedStyle(document.body).color,
+              columns: getComputedStyle(document.querySelector('.layout')).gridTemplateColumns.split(' ').length,
+              overflow: document.documentElement.scrollWidth > window.innerWidth})",
+        )
+        .await;
+    assert_eq!(
+        look,
+        json!({"dark": true, "background": "rgb(13, 17, 23)", "color": "rgb(230, 237, 243)", "columns": 1, "overflow": false})
+    );
+    screenshot(&browser, "8-phone-dark").await;
     let _ = browser.client.clone().close().await;
 }

@@ -38,6 +38,11 @@ impl Browser {
     /// Starts chromedriver on a free port and opens a session with a
     /// `width`×`height` window.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::start_with(width, height, &[]).await
+    }
+
+    /// As [`Browser::start`], with more Chromium switches (e.g. `--force-dark-mode`).
+    pub async fn start_with(width: u32, height: u32, switches: &[&str]) -> Self {
         let driver_port = free_port();
         let driver = Driver(
             Command::new("chromedriver")
@@ -48,13 +53,24 @@ impl Browser {
                 .spawn()
                 .expect("chromedriver (Debian package chromium-driver) must be installed"),
         );
-        let capabilities = json!({"goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", format!("--window-size={width},{height}"),
-                     format!("--user-data-dir={}", tempfile::tempdir().unwrap().keep().display())]
-        }});
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ]
+        .iter()
+        .chain(switches)
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(format!("--window-size={width},{height}"));
+        args.push(format!("--user-data-dir={}", tempfile::tempdir().unwrap().keep().display()));
+        let capabilities = json!({"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}});
         let capabilities = capabilities.as_object().unwrap().clone();
         let client = wait_for("chromedriver accepts a session", Duration::from_secs(30), || {
             let capabilities = capabilities.clone();
