@@ -161,7 +161,7 @@ class App {
       const link = h("a", { href: `#/ns/${encodeURIComponent(n.name)}`, "aria-current": n.name === this.state.ns ? "page" : false, dataset: { ns: n.name } },
         h("span", { class: "ns-name" }, n.name), " ",
         h("span", { class: `badge ${status}` }, status),
-        h("span", { class: "ns-facts" }, `revision ${n.revision} · ${n.keys} keys`));
+        h("span", { class: "ns-facts" }, `revision ${n.revision} · ${n.keys} ${n.keys === 1 ? "key" : "keys"}`));
       return h("li", {}, link);
     });
     if (!items.length) items.push(h("li", { class: "muted" }, $("signin").hidden ? "No namespaces." : "Sign in to see namespaces."));

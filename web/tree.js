@@ -42,7 +42,8 @@ export class Tree {
     const started = performance.now();
     const options = {
       prefix: state.prefix || undefined,
-      delimiter: state.flat ? undefined : "/",
+      // The gateway filters flat listings only: a filter lists flat.
+      delimiter: this.isFlat() ? undefined : "/",
       limit: TREE_PAGE,
       keysOnly: !state.select,
       filter: state.filter || undefined,
@@ -71,7 +72,8 @@ export class Tree {
     this.count += items.length;
     this.folders = (first ? 0 : this.folders) + (page.prefixes || []).length;
     const keys = `${page.count} ${page.count === 1 ? "key" : "keys"}`;
-    const where = state.flat ? "" : ` here, ${this.folders}${this.nextToken ? "+" : ""} ${this.folders === 1 ? "folder" : "folders"}`;
+    const folders = this.folders ? `, ${this.folders}${this.nextToken ? "+" : ""} ${this.folders === 1 ? "folder" : "folders"}` : "";
+    const where = this.isFlat() ? (state.filter ? " matching the filter (a flat list)" : "") : ` here${folders}`;
     $("tree-count").textContent = `${keys}${where} at revision ${page.revision}` +
       (this.nextToken ? ` · showing ${this.count} (Load more for the rest)` : "");
     if (first) {
@@ -85,6 +87,11 @@ export class Tree {
         this.select(this.list.children[0], false);
       }
     }
+  }
+
+  /** Whether the listing is flat (asked for, or filtered). */
+  isFlat() {
+    return this.ui.state.flat || Boolean(this.ui.state.filter);
   }
 
   /** The name of `full` shown under the current prefix. */
@@ -173,7 +180,7 @@ export class Tree {
       const key = event.kv.key;
       if (!key.startsWith(prefix)) continue;
       const rest = key.slice(prefix.length);
-      const slash = state.flat ? -1 : rest.indexOf("/");
+      const slash = this.isFlat() ? -1 : rest.indexOf("/");
       const id = slash >= 0 ? prefix + rest.slice(0, slash + 1) : key;
       let row = this.rows.get(id);
       if (!row && event.type === "put" && !state.filter) {

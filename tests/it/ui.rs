@@ -211,6 +211,22 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     click(&browser, "#clear").await;
     assert!(log_rows(&browser).await.is_empty());
 
+    // The query box: filters and selects on JSON values; a bad one explained.
+    fill(&browser, "filter", "port==5432").await;
+    fill(&browser, "select", "host").await;
+    click(&browser, "#query button[type=submit]").await;
+    wait_until("only the matching key is listed", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["db.json"]
+    })
+    .await;
+    let projected = browser.eval_json("return JSON.stringify(document.querySelector('#tree li .rev').textContent)").await;
+    assert_eq!(projected, r#"{"host":"db2"}"#);
+    fill(&browser, "filter", "port==").await;
+    click(&browser, "#query button[type=submit]").await;
+    wait_text(&browser, "message", "the bad filter is explained", |t| t.contains("invalid filter")).await;
+    fill(&browser, "filter", "").await;
+    fill(&browser, "select", "").await;
+
     // Time travel: the value as it was, and a diff between two revisions.
     fill(&browser, "revision", &before.to_string()).await;
     click(&browser, "#query button[type=submit]").await;
