@@ -8,7 +8,7 @@ use std::time::Duration;
 use etcd_cache_gateway::config::HumanDuration;
 use serde_json::Value;
 
-use crate::support::browser::{Browser, serve_page};
+use crate::chromium::{Browser, serve_page};
 use crate::support::{Etcd, Gateway, free_port, wait_until};
 
 const PAGE: &str = r#"<!doctype html>

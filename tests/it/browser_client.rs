@@ -11,7 +11,7 @@ use std::time::Duration;
 use etcd_cache_gateway::config::{Config, HumanDuration};
 use serde_json::{Value, json};
 
-use crate::support::browser::{Browser, serve_page};
+use crate::chromium::{Browser, serve_page};
 use crate::support::http::get;
 use crate::support::{Etcd, Gateway, Proxy, free_port, wait_until};
 
@@ -314,7 +314,7 @@ async fn a_browser_mirror_equals_etcd_across_stream_closes_and_a_gateway_restart
         etcd_client.put(format!("app/m/r{i}"), "while down", None).await.unwrap();
     }
     etcd_client.delete("app/m/1", None).await.unwrap();
-    let _gw = Gateway::start_on(config, addr).await;
+    let gw = Gateway::start_on(config.clone(), addr).await;
     wait_until("the page was told the gateway is not ready", Duration::from_secs(30), || async {
         report().await["errors"].as_array().unwrap().contains(&json!("not_ready"))
     })
@@ -333,5 +333,23 @@ async fn a_browser_mirror_equals_etcd_across_stream_closes_and_a_gateway_restart
     assert_eq!(state["replaced"], json!(["initial"]), "{state}");
     assert!(state["sources"].as_u64().unwrap() >= 2, "the module opened a new EventSource: {state}");
     assert_eq!(state["state"], "open");
+
+    // Down again, and etcd compacts the history the mirror would resume
+    // from: the gateway sends `reset`, and the snapshot that follows
+    // replaces the mirror's state.
+    gw.shutdown().await;
+    etcd_client.delete("app/m/0", None).await.unwrap();
+    etcd_client.put("app/m/after-compaction", "new", None).await.unwrap();
+    etcd.compact(etcd.revision().await).await;
+    let _gw = Gateway::start_ready_on(config, addr).await;
+    let last = etcd_client.put("app/m/final", "again", None).await.unwrap().header().unwrap().revision();
+    wait_until("the mirror caught up after the compaction", Duration::from_secs(60), || async {
+        report().await["revision"].as_i64().unwrap() >= last
+    })
+    .await;
+    let state = report().await;
+    let mirrored: BTreeMap<String, Value> = serde_json::from_value(state["kvs"].clone()).unwrap();
+    assert_eq!(mirrored, etcd_state(&etcd, "m/").await, "the mirror equals etcd key by key: {state}");
+    assert_eq!(state["replaced"], json!(["initial", "compacted"]), "{state}");
     let _ = browser.client.clone().close().await;
 }

@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod browser_client;
 mod cache;
+mod chromium;
 mod compose;
 mod cors;
 mod errors;

@@ -12,7 +12,7 @@ use etcd_cache_gateway::config::{Config, TokenConfig};
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
-use crate::support::browser::Browser;
+use crate::chromium::Browser;
 use crate::support::{Etcd, Gateway, wait_until};
 
 /// Where the screenshots go.
@@ -219,7 +219,8 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
         tree_names(&browser).await == ["db.json"]
     })
     .await;
-    let projected = browser.eval_json("return JSON.stringify(document.querySelector('#tree li .rev').textContent)").await;
+    let projected =
+        browser.eval_json("return JSON.stringify(document.querySelector('#tree li .rev').textContent)").await;
     assert_eq!(projected, r#"{"host":"db2"}"#);
     fill(&browser, "filter", "port==").await;
     click(&browser, "#query button[type=submit]").await;
@@ -405,5 +406,68 @@ async fn ui_follows_a_dark_system_theme_and_fits_a_phone_sized_window() {
         json!({"dark": true, "background": "rgb(13, 17, 23)", "color": "rgb(230, 237, 243)", "columns": 1, "overflow": false})
     );
     screenshot(&browser, "8-phone-dark").await;
+    let _ = browser.client.clone().close().await;
+}
+
+#[tokio::test]
+async fn ui_files_are_served_with_a_same_origin_policy_and_root_redirects_to_them() {
+    let etcd = Etcd::start().await;
+    let gw = Gateway::start_ready(Gateway::config_with_namespace(&[etcd.endpoint()], "app", "app/")).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let root = http.get(gw.url("/")).send().await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers()["location"], "/ui/");
+    for (path, content_type, file) in [
+        ("/ui/", "text/html; charset=utf-8", "index.html"),
+        ("/ui/app.js", "text/javascript; charset=utf-8", "app.js"),
+        ("/ui/style.css", "text/css; charset=utf-8", "style.css"),
+    ] {
+        let reply = http.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(reply.status(), 200, "{path}");
+        assert_eq!(reply.headers()["content-type"], content_type, "{path}");
+        assert_eq!(
+            reply.headers()["content-security-policy"],
+            etcd_cache_gateway::ui::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        let etag = reply.headers()["etag"].to_str().unwrap().to_owned();
+        let body = reply.text().await.unwrap();
+        assert_eq!(
+            body,
+            std::fs::read_to_string(format!("{}/web/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        );
+        let again = http.get(gw.url(path)).header("If-None-Match", etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let missing = http.get(gw.url("/ui/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    assert_eq!(missing.json::<Value>().await.unwrap()["code"], "not_found");
+}
+
+#[tokio::test]
+async fn ui_event_log_misses_nothing_across_server_closed_streams() {
+    let etcd = Etcd::start().await;
+    let mut config = Gateway::config_with_namespace(&[etcd.endpoint()], "app", "app/");
+    config.watch.max_stream_lifetime = etcd_cache_gateway::config::HumanDuration::secs(2);
+    let gw = Gateway::start_ready(config).await;
+    let browser = Browser::start(1280, 800).await;
+    browser.client.goto(&gw.url("/ui/#/ns/app")).await.unwrap();
+    wait_text(&browser, "connection", "the watch is live", |t| t == "live").await;
+    let mut etcd_client = etcd.client().await;
+    let mut written = Vec::new();
+    for i in 0..12 {
+        let r = etcd_client.put(format!("app/k/{i}"), "v", None).await.unwrap().header().unwrap().revision();
+        written.push(vec![r.to_string(), "put".to_owned(), format!("k/{i}")]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    wait_until("every change is logged", Duration::from_secs(30), || async {
+        log_rows(&browser).await.len() >= written.len()
+    })
+    .await;
+    written.reverse();
+    assert_eq!(log_rows(&browser).await, written, "every change once, newest first");
+    let opens = browser.eval_json("return JSON.stringify(app.log.watch.opens)").await;
+    assert!(opens.as_u64().unwrap() >= 2, "the server closed the stream at least once: {opens}");
     let _ = browser.client.clone().close().await;
 }

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // not every suite uses every helper
 
-pub mod browser;
 pub mod cache;
 pub mod demo;
 pub mod etcd;

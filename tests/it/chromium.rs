@@ -1,6 +1,7 @@
 //! A real browser for tests: Debian's headless Chromium driven over
 //! chromedriver with fantoccini, and a tiny static server for test pages
-//! (test-only pages never become gateway routes).
+//! (test-only pages never become gateway routes). Not in `support`: the
+//! Rust client's tests share that module and have no browser.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -10,13 +11,13 @@ use axum::response::Html;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::free_port;
-use super::wait::wait_for;
+use crate::support::free_port;
+use crate::support::wait::wait_for;
 
 /// chromedriver in its own process group; the whole group (chromedriver
 /// and the Chromium processes it started) is killed on drop, also when the
 /// test fails before closing the browser.
-pub struct Driver(Child);
+struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -30,8 +31,8 @@ impl Drop for Driver {
 pub struct Browser {
     /// The WebDriver session.
     pub client: fantoccini::Client,
-    /// Kept for its drop.
-    pub driver: Driver,
+    /// Kept for its drop: chromedriver and the browser end with the session.
+    _driver: Driver,
 }
 
 impl Browser {
@@ -83,7 +84,7 @@ impl Browser {
             }
         })
         .await;
-        Self { client, driver }
+        Self { client, _driver: driver }
     }
 
     /// Runs `script` (a function body; a returned promise is awaited) and
