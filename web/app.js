@@ -157,8 +157,8 @@ class App {
 
   renderNamespaceList() {
     const items = [...this.namespaces.values()].map((n) => {
-      const status = n.ready ? n.status : "loading";
-      const link = h("a", { href: `#/ns/${encodeURIComponent(n.name)}`, "aria-current": n.name === this.state.ns ? "page" : false, dataset: { ns: n.name } },
+      const status = !n.ready ? "loading" : n.relisting ? "re-listing" : n.status;
+      const link = h("a", { href: `#/ns/${encodeURIComponent(n.name)}`, "aria-current": n.name === this.state.ns ? "page" : false, dataset: { ns: n.name }, title: n.last_error },
         h("span", { class: "ns-name" }, n.name), " ",
         h("span", { class: `badge ${status}` }, status),
         h("span", { class: "ns-facts" }, `revision ${n.revision} · ${n.keys} ${n.keys === 1 ? "key" : "keys"}`));

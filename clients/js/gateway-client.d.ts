@@ -24,11 +24,15 @@ export interface NamespaceInfo {
   prefix?: string;
   revision: Revision;
   compacted_revision: Revision;
-  oldest_revision?: Revision;
+  oldest_revision: Revision;
   etcd_revision: Revision;
   keys: number;
   ready: boolean;
-  status: "fresh" | "stale" | string;
+  status: "fresh" | "stale";
+  /** A re-list is under way (answers are the previous state meanwhile). */
+  relisting: boolean;
+  /** Why the namespace cannot load or lost its watch, while it lasts. */
+  last_error?: string;
   [extra: string]: unknown;
 }
 
