@@ -215,4 +215,18 @@ class App {
   }
 }
 
+/** The longest main-thread task (ms): how long the page was ever unresponsive. */
+function observeLongTasks() {
+  const metrics = (window.uiMetrics = window.uiMetrics || {});
+  metrics.longestTaskMs = 0;
+  try {
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) metrics.longestTaskMs = Math.max(metrics.longestTaskMs, entry.duration);
+    }).observe({ type: "longtask", buffered: true });
+  } catch {
+    // no Long Tasks API: nothing to report
+  }
+}
+
+observeLongTasks();
 window.app = new App();

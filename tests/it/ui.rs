@@ -330,6 +330,16 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
     let _ = browser.client.clone().close().await;
 }
 
+/// The page's tree timings once the latest listing has been painted.
+async fn painted_metrics(browser: &Browser) -> Value {
+    wait_until("the tree is painted", Duration::from_secs(30), || async {
+        let m = browser.eval_json("return JSON.stringify(window.uiMetrics || {})").await;
+        m.get("treePaintedLoad").is_some() && m["treePaintedLoad"] == m["treeLoads"]
+    })
+    .await;
+    browser.eval_json("return JSON.stringify(window.uiMetrics)").await
+}
+
 /// Keys written per etcd transaction (etcd's default `--max-txn-ops` is 128).
 const TXN_OPS: usize = 128;
 
@@ -350,7 +360,7 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
         tree_names(&browser).await.len() == 100
     })
     .await;
-    let metrics = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    let metrics = painted_metrics(&browser).await;
     eprintln!("100k keys, first level (100 folders): {metrics}");
     assert_eq!(tree_names(&browser).await[7], "f007/");
     assert!(text(&browser, "tree").await.contains("1000 keys"));
@@ -362,7 +372,7 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
     })
     .await;
     assert_eq!(tree_names(&browser).await.len(), 500, "one page");
-    let expanded = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    let expanded = painted_metrics(&browser).await;
     eprintln!("100k keys, one folder (first page of 500): {expanded}");
     click(&browser, "#more").await;
     wait_until("the second page is appended", Duration::from_secs(60), || async {
@@ -376,7 +386,7 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
         text(&browser, "tree-count").await.starts_with("100000 keys at revision")
     })
     .await;
-    let flat = browser.eval_json("return JSON.stringify(window.uiMetrics)").await;
+    let flat = painted_metrics(&browser).await;
     eprintln!("100k keys, flat (first page of 500): {flat}");
     assert_eq!(tree_names(&browser).await.len(), 500);
     let _ = browser.client.clone().close().await;
