@@ -187,8 +187,9 @@ export class Gateway {
   url(path: string): string;
   namespaces(options?: { signal?: AbortSignal }): Promise<NamespaceInfo[]>;
   namespace(ns: string, options?: { signal?: AbortSignal }): Promise<NamespaceInfo>;
-  keyUrl(ns: string, key: string, options?: GetOptions): string;
-  get(ns: string, key: string, options?: GetOptions): Promise<GetResult | { notModified: true; etag: string | null }>;
+  /** A Uint8Array key (not UTF-8) is read with `key_b64=`. */
+  keyUrl(ns: string, key: string | Uint8Array, options?: GetOptions): string;
+  get(ns: string, key: string | Uint8Array, options?: GetOptions): Promise<GetResult | { notModified: true; etag: string | null }>;
   listUrl(ns: string, options?: ListOptions): string;
   list(ns: string, options?: ListOptions): Promise<Page>;
   listAll(ns: string, options?: ListOptions): AsyncGenerator<Page, void, void>;
@@ -203,3 +204,4 @@ export function encodeKey(key: string): string;
 export function keyOf(kv: KeyValue): string;
 export function valueOf(kv: KeyValue): string | Uint8Array | unknown;
 export function base64ToBytes(text: string): Uint8Array;
+export function bytesToBase64Url(bytes: Uint8Array): string;

@@ -104,6 +104,13 @@ export function base64ToBytes(text) {
   return bytes;
 }
 
+/** Unpadded base64url of bytes (the form of `key_b64=`). */
+export function bytesToBase64Url(bytes) {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 /**
  * The identity of a key in a Mirror: the key itself when UTF-8; keys that
  * are not UTF-8 are named "\u0000base64:" + their base64.
@@ -163,14 +170,20 @@ export class Gateway {
     return this.json(this.url(`/v1/namespaces/${encodeURIComponent(ns)}`), options);
   }
 
-  /** The URL of one key's read. */
+  /**
+   * The URL of one key's read. A key that is not UTF-8 is given as bytes
+   * (a Uint8Array) and read with `key_b64=`.
+   */
   keyUrl(ns, key, options = {}) {
-    const base = this.url(`/v1/namespaces/${encodeURIComponent(ns)}/kv/${encodeKey(key)}`);
-    return withParams(base, { ...readParams(options), raw: options.raw ? "true" : undefined });
+    const params = { ...readParams(options), raw: options.raw ? "true" : undefined };
+    const kv = `/v1/namespaces/${encodeURIComponent(ns)}/kv`;
+    if (key instanceof Uint8Array) return withParams(this.url(kv), { key_b64: bytesToBase64Url(key), ...params });
+    return withParams(this.url(`${kv}/${encodeKey(key)}`), params);
   }
 
   /**
-   * `GET /v1/namespaces/{ns}/kv/{key}` → `{revision, kv, etag, cacheStatus}`;
+   * `GET /v1/namespaces/{ns}/kv/{key}` (or `?key_b64=` for a Uint8Array key)
+   * → `{revision, kv, etag, cacheStatus}`;
    * with `ifNoneMatch` equal to the current ETag → `{notModified: true, etag}`.
    * Options: encoding, revision, consistent, minRevision, ifNoneMatch, signal.
    * Throws GatewayError (`key_not_found`, `compacted`, ...).

@@ -175,6 +175,17 @@ async fn the_browser_client_reads_pages_at_one_revision_and_names_errors_by_code
         .await;
     assert_eq!(filtered["count"], 1);
     assert_eq!(filtered["kvs"][0]["value"], json!({"a": {"b": 1}}));
+    // A key that is not UTF-8, read by its bytes.
+    let binary =
+        etcd_client.put(b"app/\xff\x00k".to_vec(), "bin", None).await.unwrap().header().unwrap().revision();
+    let got = browser
+        .eval_json(&format!(
+            "return gw.get('app', new Uint8Array([0xff, 0, 0x6b]), {{minRevision: {binary}}}).then(JSON.stringify)"
+        ))
+        .await;
+    assert_eq!(got["kv"]["key"], "/wBr");
+    assert_eq!(got["kv"]["key_encoding"], "base64");
+    assert_eq!(got["kv"]["value"], "bin");
     let namespaces = browser.eval_json("return gw.namespaces().then(JSON.stringify)").await;
     assert_eq!(namespaces[0]["name"], "app");
     let _ = browser.client.clone().close().await;
