@@ -94,7 +94,10 @@ export class KeyView {
   commands() {
     const { gw, state } = this.ui;
     const url = gw.keyUrl(state.ns, state.key, { raw: true, revision: state.revision || undefined });
-    $("copy-curl").dataset.command = `curl ${shellQuote(url)}`;
+    // Signed in: the command names the token by a variable, never by value.
+    const signedIn = document.cookie.split("; ").some((c) => c.startsWith("gateway_token="));
+    const auth = signedIn ? ' -H "Authorization: Bearer $GATEWAY_TOKEN"' : "";
+    $("copy-curl").dataset.command = `curl${auth} ${shellQuote(url)}`;
     const ns = this.ui.namespaces.get(state.ns);
     const prefix = ns && ns.prefix !== undefined ? ns.prefix : "<namespace prefix>";
     const rev = state.revision ? ` --rev=${state.revision}` : "";

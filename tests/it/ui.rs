@@ -318,6 +318,18 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
         tree_names(&browser).await == ["k"]
     })
     .await;
+    click(&browser, "#tree li.key[data-key='k']").await;
+    wait_text(&browser, "value", "the value is shown", |t| t == "v").await;
+    let curl = browser
+        .eval_json("return JSON.stringify(document.getElementById('copy-curl').dataset.command)")
+        .await;
+    assert_eq!(
+        curl,
+        json!(format!(
+            "curl -H \"Authorization: Bearer $GATEWAY_TOKEN\" '{}/v1/namespaces/app/kv/k?raw=true'",
+            gw.base_url
+        ))
+    );
     screenshot(&browser, "6-signed-in").await;
 
     click(&browser, "#signout").await;
