@@ -41,6 +41,14 @@ class App {
       });
     });
     $("live").addEventListener("click", () => this.navigate({ revision: null }));
+    // The slider spans the revisions etcd still has; its right end is live.
+    const slider = $("revision-slider");
+    slider.addEventListener("input", () => {
+      $("revision").value = slider.value === slider.max ? "" : slider.value;
+    });
+    slider.addEventListener("change", () => {
+      this.navigate({ revision: slider.value === slider.max ? null : Number(slider.value) });
+    });
     $("signin").addEventListener("submit", (e) => {
       e.preventDefault();
       this.signIn($("token").value);
@@ -96,11 +104,23 @@ class App {
     $("flat").checked = s.flat;
     $("revision").value = s.revision || "";
     this.renderTravel();
+    this.renderSlider();
     const listing = ["ns", "prefix", "revision", "flat", "filter", "select"].some((k) => previous[k] !== s[k]);
     if (listing) this.tree.load();
     if (listing || previous.key !== s.key) this.keyView.load();
     if (previous.ns !== s.ns) this.log.start(s.ns);
     document.title = `${s.ns}${s.prefix ? ": " + s.prefix : ""} · etcd-cache-gateway`;
+  }
+
+  /** The slider's range: etcd's compaction revision (as last learnt) to now. */
+  renderSlider() {
+    const ns = this.namespaces.get(this.state.ns);
+    if (!ns) return;
+    const slider = $("revision-slider");
+    slider.min = String(Math.max(1, ns.compacted_revision));
+    slider.max = String(Math.max(ns.revision, this.state.revision || 0));
+    slider.value = String(this.state.revision || ns.revision);
+    slider.setAttribute("aria-valuetext", this.state.revision ? `revision ${this.state.revision}` : "live");
   }
 
   renderTravel() {
@@ -136,6 +156,7 @@ class App {
       $("signin").hidden = true;
       $("signout").hidden = !document.cookie.split("; ").some((c) => c.startsWith(TOKEN_COOKIE + "="));
       this.renderNamespaceList();
+      if (this.state.ns && document.activeElement !== $("revision-slider")) this.renderSlider();
       if (this.state.revision) this.renderTravel();
     } catch (e) {
       if (e.code === "unauthorized") {

@@ -189,6 +189,13 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     let changed =
         etcd_client.put("app/config/db.json", second, None).await.unwrap().header().unwrap().revision();
     wait_text(&browser, "value", "the new value is shown", |t| t.contains("db2")).await;
+    let flashed = browser
+        .eval_json(
+            "return JSON.stringify([document.querySelector(\"#tree li[data-key='config/db.json']\").classList.contains('flash'),
+              document.getElementById('value').classList.contains('flash')])",
+        )
+        .await;
+    assert_eq!(flashed, json!([true, true]), "the changed row and the open value flash");
     wait_until("the change is logged", Duration::from_secs(20), || async {
         log_rows(&browser).await.contains(&vec![changed.to_string(), "put".into(), "config/db.json".into()])
     })
@@ -227,11 +234,34 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
     wait_text(&browser, "message", "the bad filter is explained", |t| t.contains("invalid filter")).await;
     fill(&browser, "filter", "").await;
     fill(&browser, "select", "").await;
-
-    // Time travel: the value as it was, and a diff between two revisions.
-    fill(&browser, "revision", &before.to_string()).await;
     click(&browser, "#query button[type=submit]").await;
+    wait_until("the whole folder is listed again", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["db.json", "log-level"]
+    })
+    .await;
+
+    // Time travel with the slider: the value as it was, and a diff
+    // between two revisions.
+    let now = etcd.revision().await.to_string();
+    wait_until("the slider spans etcd's history up to now", Duration::from_secs(20), || async {
+        let range =
+            "const s = document.getElementById('revision-slider'); return JSON.stringify([s.min, s.max])";
+        browser.eval_json(range).await == json!(["1", now])
+    })
+    .await;
+    browser
+        .eval_json(&format!(
+            "const s = document.getElementById('revision-slider'); s.value = '{before}';
+             s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); return 'null'"
+        ))
+        .await;
     wait_text(&browser, "value", "the old value is shown", |t| t == pretty).await;
+    let field = browser.eval_json("return JSON.stringify(document.getElementById('revision').value)").await;
+    assert_eq!(field, before.to_string());
+    wait_until("the tree as it was", Duration::from_secs(20), || async {
+        tree_names(&browser).await == ["db.json"]
+    })
+    .await;
     assert!(text(&browser, "travel").await.contains(&format!("as it was at revision {before}")));
     fill(&browser, "diff-a", &before.to_string()).await;
     click(&browser, "#diff-form button").await;
