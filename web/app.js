@@ -16,7 +16,7 @@ const TOKEN_COOKIE = "gateway_token";
 class App {
   constructor() {
     this.gw = new Gateway(location.origin);
-    this.state = { ns: null, prefix: "", key: null, revision: null, flat: false, filter: "", select: "" };
+    this.state = { ns: null, prefix: "", key: null, keyB64: null, revision: null, flat: false, filter: "", select: "" };
     this.namespaces = new Map();
     this.tree = new Tree(this);
     this.keyView = new KeyView(this);
@@ -61,13 +61,14 @@ class App {
     const match = location.hash.match(/^#\/ns\/([^?]+)(?:\?(.*))?$/);
     const previous = { ...this.state };
     if (!match) {
-      this.state = { ns: null, prefix: "", key: null, revision: null, flat: false, filter: "", select: "" };
+      this.state = { ns: null, prefix: "", key: null, keyB64: null, revision: null, flat: false, filter: "", select: "" };
     } else {
       const q = new URLSearchParams(match[2] || "");
       this.state = {
         ns: decodeURIComponent(match[1]),
         prefix: q.get("prefix") || "",
         key: q.get("key"),
+        keyB64: q.get("keyb64"),
         revision: q.get("rev") ? Number(q.get("rev")) : null,
         flat: q.get("flat") === "1",
         filter: q.get("filter") || "",
@@ -80,9 +81,11 @@ class App {
   /** Changes the route (and so the view) by `patch`. */
   navigate(patch) {
     const s = { ...this.state, ...patch };
+    if ("key" in patch && !("keyB64" in patch)) s.keyB64 = null;
     const q = new URLSearchParams();
     if (s.prefix) q.set("prefix", s.prefix);
     if (s.key) q.set("key", s.key);
+    if (s.keyB64) q.set("keyb64", s.keyB64);
     if (s.revision) q.set("rev", String(s.revision));
     if (s.flat) q.set("flat", "1");
     if (s.filter) q.set("filter", s.filter);
@@ -107,7 +110,7 @@ class App {
     this.renderSlider();
     const listing = ["ns", "prefix", "revision", "flat", "filter", "select"].some((k) => previous[k] !== s[k]);
     if (listing) this.tree.load();
-    if (listing || previous.key !== s.key) this.keyView.load();
+    if (listing || previous.key !== s.key || previous.keyB64 !== s.keyB64) this.keyView.load();
     if (previous.ns !== s.ns) this.log.start(s.ns);
     document.title = `${s.ns}${s.prefix ? ": " + s.prefix : ""} · etcd-cache-gateway`;
   }

@@ -2,7 +2,7 @@
 // metadata, copy-as-curl/etcdctl, and a diff between two revisions.
 
 import { base64ToBytes } from "/client/gateway-client.js";
-import { h, $, hexDump, toBase64, describe, diffLines, shellQuote, flash } from "./util.js";
+import { h, $, hexDump, toBase64, describe, diffLines, shellQuote, flash, printableKey } from "./util.js";
 
 export class KeyView {
   constructor(ui) {
@@ -21,21 +21,27 @@ export class KeyView {
     });
   }
 
-  /** Shows `state.key` (at `state.revision` when time-travelling). */
+  /** The open key as the client takes it: a string, or bytes when not UTF-8. */
+  key() {
+    const { state } = this.ui;
+    return state.keyB64 ? base64ToBytes(state.keyB64) : state.key;
+  }
+
+  /** Shows the open key (at `state.revision` when time-travelling). */
   async load(flashValue = false) {
     const { gw, state } = this.ui;
     const pane = $("key");
-    if (!state.key) {
+    if (!state.key && !state.keyB64) {
       pane.hidden = true;
       return;
     }
     pane.hidden = false;
-    $("key-title").textContent = state.key;
+    $("key-title").textContent = state.key ?? `${printableKey(this.key())} (not UTF-8)`;
     $("diff").hidden = true;
     const generation = ++this.generation;
     let got;
     try {
-      got = await gw.get(state.ns, state.key, { encoding: "base64", revision: state.revision || undefined });
+      got = await gw.get(state.ns, this.key(), { encoding: "base64", revision: state.revision || undefined });
     } catch (e) {
       if (generation !== this.generation) return;
       this.bytes = null;
@@ -62,10 +68,10 @@ export class KeyView {
     $("meta").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, String(v ?? ""))]));
     this.commands(got.revision);
     this.render();
-    const raw = gw.keyUrl(state.ns, state.key, { raw: true, revision: state.revision || undefined });
+    const raw = gw.keyUrl(state.ns, this.key(), { raw: true, revision: state.revision || undefined });
     const link = $("download");
     link.href = raw;
-    link.setAttribute("download", state.key.split("/").pop() || "value");
+    link.setAttribute("download", (state.key || "").split("/").pop() || "value");
     if (flashValue) flash($("value"));
   }
 
@@ -93,7 +99,7 @@ export class KeyView {
   /** The copy-as commands of the open key. */
   commands() {
     const { gw, state } = this.ui;
-    const url = gw.keyUrl(state.ns, state.key, { raw: true, revision: state.revision || undefined });
+    const url = gw.keyUrl(state.ns, this.key(), { raw: true, revision: state.revision || undefined });
     // Signed in: the command names the token by a variable, never by value.
     const signedIn = document.cookie.split("; ").some((c) => c.startsWith("gateway_token="));
     const auth = signedIn ? ' -H "Authorization: Bearer $GATEWAY_TOKEN"' : "";
@@ -101,7 +107,9 @@ export class KeyView {
     const ns = this.ui.namespaces.get(state.ns);
     const prefix = ns && ns.prefix !== undefined ? ns.prefix : "<namespace prefix>";
     const rev = state.revision ? ` --rev=${state.revision}` : "";
-    $("copy-etcdctl").dataset.command = `etcdctl get --print-value-only${rev} ${shellQuote(prefix + state.key)}`;
+    $("copy-etcdctl").dataset.command = state.key === null
+      ? "# a key that is not UTF-8 cannot be typed as an etcdctl argument: use the curl command"
+      : `etcdctl get --print-value-only${rev} ${shellQuote(prefix + state.key)}`;
   }
 
   async copy(button) {
@@ -118,7 +126,7 @@ export class KeyView {
   async textAt(revision) {
     const { gw, state } = this.ui;
     try {
-      const got = await gw.get(state.ns, state.key, { encoding: "base64", revision: revision || undefined });
+      const got = await gw.get(state.ns, this.key(), { encoding: "base64", revision: revision || undefined });
       const d = describe(base64ToBytes(got.kv.value));
       return d.kind === "binary" ? hexDump(base64ToBytes(got.kv.value)) : d.text;
     } catch (e) {

@@ -1,7 +1,8 @@
 // The key tree of a namespace: one level at a time (delimiter=/) or flat,
 // paged, with changes flashing on the rows they touch.
 
-import { h, $, flash } from "./util.js";
+import { base64ToBytes } from "/client/gateway-client.js";
+import { h, $, flash, printableKey } from "./util.js";
 
 /** Keys and folders per page: small enough to render at once, whatever the namespace's size. */
 export const TREE_PAGE = 500;
@@ -116,13 +117,13 @@ export class Tree {
 
   keyRow(kv) {
     const key = kv.key_encoding === "base64" ? null : kv.key;
-    const name = key === null ? `(binary) ${kv.key}` : this.label(key);
+    const name = key === null ? printableKey(base64ToBytes(kv.key)) : this.label(key);
     const extra = kv.value !== undefined ? h("span", { class: "rev" }, JSON.stringify(kv.value)) : h("span", { class: "rev", title: "mod revision" }, `@${kv.mod_revision}`);
     const li = h("li", { class: "key", role: "option", "aria-selected": "false", dataset: { key: kv.key } },
       h("span", { class: "name" }, name), extra);
     li.addEventListener("click", () => {
       this.select(li, false);
-      if (key !== null) this.ui.navigate({ key });
+      this.ui.navigate(key !== null ? { key } : { key: null, keyB64: kv.key });
     });
     if (key !== null) this.rows.set(key, li);
     return li;

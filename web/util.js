@@ -100,3 +100,10 @@ export function flash(el) {
   void el.offsetWidth; // reflow: the animation starts again
   el.classList.add("flash");
 }
+
+/** A key that is not UTF-8, readable: ASCII as is, other bytes as \xNN. */
+export function printableKey(bytes) {
+  let out = "";
+  for (const b of bytes) out += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : "\\x" + b.toString(16).padStart(2, "0");
+  return out;
+}

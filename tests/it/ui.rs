@@ -292,6 +292,16 @@ async fn ui_journey_browse_open_watch_log_and_time_travel() {
 
     // Back to live; a binary value in hex.
     click(&browser, "#live").await;
+    // A key that is not UTF-8: listed readably, opened by its bytes.
+    etcd_client.put(b"app/\xfe\x01".to_vec(), "raw", None).await.unwrap();
+    browser.client.goto(&gw.url("/ui/#/ns/app")).await.unwrap();
+    wait_until("the binary key is listed", Duration::from_secs(20), || async {
+        tree_names(&browser).await.contains(&"\\xfe\\x01".to_owned())
+    })
+    .await;
+    click(&browser, "#tree li.key[data-key='/gE=']").await;
+    wait_text(&browser, "value", "its value is shown", |t| t == "raw").await;
+    assert_eq!(text(&browser, "key-title").await, "\\xfe\\x01 (not UTF-8)");
     browser.client.goto(&gw.url("/ui/#/ns/app?key=bin")).await.unwrap();
     wait_text(&browser, "meta", "the binary key is open", |t| t.contains("binary")).await;
     click(&browser, ".tabs [data-view='hex']").await;
