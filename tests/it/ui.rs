@@ -384,13 +384,16 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
 
 /// The page's tree timings once the latest listing has been painted.
 async fn painted_metrics(browser: &Browser) -> Value {
-    wait_until("the tree is painted", Duration::from_secs(30), || async {
+    wait_until("the tree is painted", LARGE_WAIT, || async {
         let m = browser.eval_json("return JSON.stringify(window.uiMetrics || {})").await;
         m.get("treePaintedLoad").is_some() && m["treePaintedLoad"] == m["treeLoads"]
     })
     .await;
     browser.eval_json("return JSON.stringify(window.uiMetrics)").await
 }
+
+/// Bound on each wait of the 100k-key test (a debug build on a shared machine).
+const LARGE_WAIT: Duration = Duration::from_secs(180);
 
 /// Keys written per etcd transaction (etcd's default `--max-txn-ops` is 128).
 const TXN_OPS: usize = 128;
@@ -405,10 +408,16 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
             chunk.iter().map(|k| etcd_client::TxnOp::put(format!("app/{k}"), "{\"n\":1}", None)).collect();
         etcd_client.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
     }
-    let gw = Gateway::start_ready(two_namespaces(&etcd)).await;
+    // Loading 100,000 keys takes a while in a debug build on a busy machine.
+    let gw = Gateway::start(two_namespaces(&etcd)).await;
+    let ready = gw.url("/readyz");
+    wait_until("the gateway loaded 100,000 keys", LARGE_WAIT, || async {
+        reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let browser = Browser::start(1280, 900).await;
     browser.client.goto(&gw.url("/ui/#/ns/app?prefix=big/")).await.unwrap();
-    wait_until("the 100 folders are listed", Duration::from_secs(60), || async {
+    wait_until("the 100 folders are listed", LARGE_WAIT, || async {
         tree_names(&browser).await.len() == 100
     })
     .await;
@@ -419,7 +428,7 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
     screenshot(&browser, "7-100k-tree").await;
 
     click(&browser, "#tree li.folder[data-prefix='big/f007/']").await;
-    wait_until("a folder of 1000 keys shows its first page", Duration::from_secs(60), || async {
+    wait_until("a folder of 1000 keys shows its first page", LARGE_WAIT, || async {
         tree_names(&browser).await.first().map(String::as_str) == Some("k07000")
     })
     .await;
@@ -427,14 +436,14 @@ async fn ui_tree_of_a_100k_key_namespace_paints_and_expands() {
     let expanded = painted_metrics(&browser).await;
     eprintln!("100k keys, one folder (first page of 500): {expanded}");
     click(&browser, "#more").await;
-    wait_until("the second page is appended", Duration::from_secs(60), || async {
+    wait_until("the second page is appended", LARGE_WAIT, || async {
         tree_names(&browser).await.len() == 1000
     })
     .await;
 
     // The flat list of all 100,000 keys, one page at a time.
     browser.client.goto(&gw.url("/ui/#/ns/app?prefix=big/&flat=1")).await.unwrap();
-    wait_until("the flat list shows its first page", Duration::from_secs(60), || async {
+    wait_until("the flat list shows its first page", LARGE_WAIT, || async {
         text(&browser, "tree-count").await.starts_with("100000 keys at revision")
     })
     .await;
