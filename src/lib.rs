@@ -8,6 +8,7 @@
 //! calls [`run`]. Tests call the same [`run`] (or [`app`]) on port 0.
 
 pub mod api;
+pub mod assets;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod namespaces;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -52,6 +54,7 @@ pub enum RunError {
 pub fn app(state: AppState) -> Router {
     let routes =
         http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    let routes = routes.merge(http::router(&assets::client::ROUTES)).merge(http::router(&ui::ROUTES));
     http::finish(routes, &state, route_templates())
 }
 
@@ -59,7 +62,9 @@ pub fn app(state: AppState) -> Router {
 /// document lists exactly these).
 pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).collect()
+    let client = assets::client::ROUTES.iter().map(|(path, _)| *path);
+    let ui = ui::ROUTES.iter().map(|(path, _)| *path);
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(client).chain(ui).collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains

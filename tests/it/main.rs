@@ -4,7 +4,9 @@
 mod auth;
 mod binary;
 mod browser;
+mod browser_client;
 mod cache;
+mod chromium;
 mod compose;
 mod cors;
 mod errors;
@@ -22,6 +24,7 @@ mod server;
 mod staleness;
 mod support;
 mod support_selftest;
+mod ui;
 mod watch;
 mod watch_guarantees;
 mod watchdog;
