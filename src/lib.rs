@@ -50,8 +50,11 @@ pub enum RunError {
 /// The whole HTTP application: the operational routes and every API
 /// surface, in the shared middleware.
 pub fn app(state: AppState) -> Router {
-    let routes =
+    let mut routes =
         http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    if state.config.etcd_api.enabled {
+        routes = routes.merge(api::etcd_v3::router(state.clone()));
+    }
     http::finish(routes, &state, route_templates())
 }
 
@@ -59,7 +62,8 @@ pub fn app(state: AppState) -> Router {
 /// document lists exactly these).
 pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).collect()
+    let etcd_v3 = api::etcd_v3::ROUTES.iter().map(|(path, _)| *path);
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(etcd_v3).collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains

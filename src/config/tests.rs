@@ -249,6 +249,7 @@ fn token(name: &str, namespaces: &[&str]) -> TokenConfig {
         secret_env: None,
         secret_file: None,
         namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+        write: false,
     }
 }
 
