@@ -8,6 +8,8 @@ mod cache;
 mod compose;
 mod cors;
 mod errors;
+mod etcd3gw;
+mod etcd_v3;
 mod kubernetes_manifests;
 mod kv;
 mod kv_bad_input;
