@@ -274,6 +274,12 @@ async fn tokens_scope_ranges_and_writes_with_etcds_errors() {
     assert_eq!(status, 403);
     let (status, body) = post(&url("/v3/lease/grant"), &lease, Some("writer-secret")).await;
     assert_eq!((status, &body["TTL"]), (200, &json!("30")), "{body}");
+    // etcd's login: a token's name and secret give the token etcd clients send.
+    let login = |name: &str, password: &str| json!({"name": name, "password": password}).to_string();
+    let (status, body) = post(&url("/v3/auth/authenticate"), &login("reader", "reader-secret"), None).await;
+    assert_eq!((status, &body["token"]), (200, &json!("reader-secret")), "{body}");
+    let (status, body) = post(&url("/v3/auth/authenticate"), &login("writer", "reader-secret"), None).await;
+    assert_eq!((status, &body["code"]), (400, &json!(3)), "another token's secret: {body}");
     let (status, body) = post(&url("/v3/lease/leases"), "{}", Some("reader-secret")).await;
     assert_eq!((status, body["leases"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
 }
@@ -289,6 +295,9 @@ async fn writes_are_refused_when_the_api_is_read_only() {
         let (status, body) = post(&gw.url(path), &put, None).await;
         assert_eq!((status, &body["code"]), (403, &json!(7)), "{path}: {body}");
     }
+    let login = json!({"name": "root", "password": "secret"}).to_string();
+    let expected = post(&format!("{}/v3/auth/authenticate", etcd.endpoint()), &login, None).await;
+    assert_eq!(post(&gw.url("/v3/auth/authenticate"), &login, None).await, expected, "auth is not enabled");
     let (status, body) = post(&gw.url("/v3/kv/put"), "not json", None).await;
     assert_eq!((status, &body["code"]), (403, &json!(7)), "refused before parsing: {body}");
     assert_eq!(etcd.client().await.get("a/w", None).await.unwrap().count(), 0);

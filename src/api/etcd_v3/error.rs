@@ -19,6 +19,8 @@ pub enum Code {
     PermissionDenied = 7,
     /// 8: too many watches.
     ResourceExhausted = 8,
+    /// 9: the operation needs a state the server is not in.
+    FailedPrecondition = 9,
     /// 11: a compacted or future revision.
     OutOfRange = 11,
     /// 14: etcd cannot be reached.
@@ -31,7 +33,7 @@ impl Code {
     /// The HTTP status grpc-gateway answers for the code.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidArgument | Self::OutOfRange => StatusCode::BAD_REQUEST,
+            Self::InvalidArgument | Self::OutOfRange | Self::FailedPrecondition => StatusCode::BAD_REQUEST,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,

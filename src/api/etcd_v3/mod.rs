@@ -9,6 +9,7 @@
 //! configuration and the caller's token allow it ([`writes`]); `/version`
 //! is etcd's own. Every error has etcd's shape ([`error`]).
 
+mod auth;
 mod error;
 mod forward;
 mod keys;
@@ -42,6 +43,9 @@ pub struct EtcdV3Shared {
     forward: forward::Forwarder,
     /// etcd's cluster and member ids and raft term, as last seen.
     ids: Mutex<Option<HeaderIds>>,
+    /// When etcd was last asked for them without success: a down etcd is
+    /// asked again only after [`IDS_RETRY_INTERVAL`], not on every read.
+    ids_failed_at: Mutex<Option<std::time::Instant>>,
     /// etcd's `/version` answer, once fetched.
     version: Mutex<Option<bytes::Bytes>>,
 }
@@ -68,6 +72,10 @@ impl EtcdV3 {
         if let Some(ids) = *self.ids.lock().unwrap_or_else(PoisonError::into_inner) {
             return ids;
         }
+        let failed_at = *self.ids_failed_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if failed_at.is_some_and(|at| at.elapsed() < IDS_RETRY_INTERVAL) {
+            return HeaderIds::default();
+        }
         let status = self.app.namespaces.etcd().call(|mut client| async move { client.status().await }).await;
         match status {
             Ok(status) => {
@@ -77,6 +85,8 @@ impl EtcdV3 {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "etcd's header ids are unknown");
+                *self.ids_failed_at.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(std::time::Instant::now());
                 HeaderIds::default()
             }
         }
@@ -97,8 +107,11 @@ fn ids_of(header: &etcd_client::ResponseHeader) -> HeaderIds {
     }
 }
 
+/// How long after a failed attempt etcd's header ids are asked for again.
+const IDS_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Every route of the etcd API: path template and handlers.
-pub const ROUTES: [(&str, Handlers<EtcdV3>); 14] = [
+pub const ROUTES: [(&str, Handlers<EtcdV3>); 15] = [
     ("/version", || get(version)),
     ("/v3/kv/range", || post(range::range)),
     ("/v3/watch", || post(watch::watch)),
@@ -112,13 +125,20 @@ pub const ROUTES: [(&str, Handlers<EtcdV3>); 14] = [
     ("/v3/lease/timetolive", || post(writes::lease_read)),
     ("/v3/kv/lease/timetolive", || post(writes::lease_read)),
     ("/v3/lease/leases", || post(writes::lease_read)),
+    ("/v3/auth/authenticate", || post(auth::authenticate)),
     ("/v3/kv/lease/leases", || post(writes::lease_read)),
 ];
 
 /// The etcd API's routes over `app`.
 pub fn router(app: AppState) -> Router {
     let forward = forward::Forwarder::new(&app.config);
-    let shared = EtcdV3Shared { app, forward, ids: Mutex::new(None), version: Mutex::new(None) };
+    let shared = EtcdV3Shared {
+        app,
+        forward,
+        ids: Mutex::new(None),
+        ids_failed_at: Mutex::new(None),
+        version: Mutex::new(None),
+    };
     crate::http::router(&ROUTES).with_state(EtcdV3(Arc::new(shared)))
 }
 

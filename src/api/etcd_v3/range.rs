@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::error::EtcdError;
-use super::wire::{self, Header, KvJson, SortOrder, SortTarget};
+use super::wire::{self, EtcdBody, Header, KvJson, SortOrder, SortTarget};
 use super::{EtcdV3, ids_of, keys};
 use crate::cache::{At, KeyRange, KeyValue, Meta, ReadError, Revision, Snapshot};
 
@@ -145,7 +145,7 @@ impl RangeAnswer<'_> {
 pub async fn range(
     State(api): State<EtcdV3>,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     let caller = keys::caller(&api.app, &headers)?;
     let request: RangeRequest = wire::parse(&body)?;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::error::{Code, EtcdError};
-use super::wire::{self, Filter, Header, HeaderIds, KvJson};
+use super::wire::{self, EtcdBody, Filter, Header, HeaderIds, KvJson};
 use super::{EtcdV3, keys};
 use crate::cache::{Entry, Event, EventKind, Revision};
 use crate::fanout::{Feed, FeedEvent, FeedOptions, OnGap, Rendered, Selected, Shape, Start};
@@ -126,7 +126,7 @@ fn streaming(body: Body) -> Response {
 pub async fn watch(
     State(api): State<EtcdV3>,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     let caller = keys::caller(&api.app, &headers)?;
     let request: WatchRequest = wire::parse(&body)?;

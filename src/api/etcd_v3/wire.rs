@@ -26,6 +26,25 @@ pub fn parse<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, E
     serde_json::from_slice(body).map_err(|e| EtcdError::invalid(e.to_string()))
 }
 
+/// A request body, whatever its `Content-Type`; a body the gateway cannot
+/// read (too large, cut off) is refused in etcd's shape.
+#[derive(Debug)]
+pub struct EtcdBody(pub bytes::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for EtcdBody {
+    type Rejection = EtcdError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, EtcdError> {
+        match bytes::Bytes::from_request(request, state).await {
+            Ok(body) => Ok(Self(body)),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(EtcdError::invalid("etcdserver: request is too large"))
+            }
+            Err(e) => Err(EtcdError::invalid(e.body_text())),
+        }
+    }
+}
+
 /// base64 of `bytes`, as protobuf's JSON mapping writes `bytes` fields.
 pub fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)

@@ -9,10 +9,10 @@
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use bytes::Bytes;
 use serde::Deserialize;
 
 use super::error::EtcdError;
+use super::wire::EtcdBody;
 use super::{EtcdV3, keys, wire};
 use crate::config::EtcdWrites;
 use crate::http::auth::Caller;
@@ -91,7 +91,7 @@ pub async fn put(
     State(api): State<EtcdV3>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     let caller = writer(&api, &headers)?;
     let keys: Keys = wire::parse(&body)?;
@@ -105,7 +105,7 @@ pub async fn delete_range(
     State(api): State<EtcdV3>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     let caller = writer(&api, &headers)?;
     let keys: Keys = wire::parse(&body)?;
@@ -119,7 +119,7 @@ pub async fn txn(
     State(api): State<EtcdV3>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     let caller = writer(&api, &headers)?;
     let txn: Txn = wire::parse(&body)?;
@@ -134,7 +134,7 @@ pub async fn lease_change(
     State(api): State<EtcdV3>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     writer(&api, &headers)?;
     wire::parse::<serde::de::IgnoredAny>(&body)?;
@@ -146,7 +146,7 @@ pub async fn lease_read(
     State(api): State<EtcdV3>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Bytes,
+    EtcdBody(body): EtcdBody,
 ) -> Result<Response, EtcdError> {
     keys::caller(&api.app, &headers)?;
     wire::parse::<serde::de::IgnoredAny>(&body)?;
