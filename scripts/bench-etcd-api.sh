@@ -9,6 +9,8 @@
 #
 #   scripts/bench-etcd-api.sh
 #   WATCHERS=200 READ_SECONDS=5 PUTS=20 scripts/bench-etcd-api.sh
+#   TOOL_PROFILE=debug scripts/bench-etcd-api.sh   # load tool from the test build
+#                                                  # (the gateway is always release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
@@ -19,7 +21,13 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 etcd_bin="${ETCD_BIN:-$DEBIAN_ETCD}"
 echo "==> building (release)"
 cargo build --release --quiet
-cargo bench --bench etcd_api --no-run --quiet 2>/dev/null
+if [ "${TOOL_PROFILE:-release}" = debug ]; then
+  tool() { cargo test --bench etcd_api --quiet 2>/dev/null | grep -v '^$'; }
+  cargo test --bench etcd_api --no-run --quiet 2>/dev/null
+else
+  tool() { cargo bench --bench etcd_api --quiet 2>/dev/null; }
+  cargo bench --bench etcd_api --no-run --quiet 2>/dev/null
+fi
 dir=$(mktemp -d -t etcd-cache-gateway-etcd-api.XXXXXX)
 trap 'stop_all_and_remove "$dir"' EXIT
 
@@ -59,7 +67,6 @@ for serializable in 0 1; do
     ETCD_API_TARGET="$url" ETCD_API_LABEL="$target" ETCD_API_ETCD="$etcd_url" \
       ETCD_API_ETCD_PID="$etcd_pid" ETCD_API_GATEWAY_PID="$gw_pid" ETCD_API_SERIALIZABLE="$serializable" \
       ETCD_API_WATCHERS="${WATCHERS:-1000}" ETCD_API_READERS="${READERS:-32}" \
-      ETCD_API_READ_SECONDS="${READ_SECONDS:-10}" ETCD_API_PUTS="${PUTS:-50}" \
-      cargo bench --bench etcd_api --quiet 2>/dev/null
+      ETCD_API_READ_SECONDS="${READ_SECONDS:-10}" ETCD_API_PUTS="${PUTS:-50}" tool
   done
 done
