@@ -30,10 +30,12 @@ pub enum Code {
 }
 
 impl Code {
-    /// The HTTP status grpc-gateway answers for the code.
+    /// The HTTP status etcd 3.4's grpc-gateway answers for the code.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidArgument | Self::OutOfRange | Self::FailedPrecondition => StatusCode::BAD_REQUEST,
+            Self::InvalidArgument | Self::OutOfRange => StatusCode::BAD_REQUEST,
+            // etcd 3.4's grpc-gateway (v1); 3.5's answers 400.
+            Self::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
             Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             Self::PermissionDenied => StatusCode::FORBIDDEN,
             Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
