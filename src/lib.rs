@@ -52,9 +52,12 @@ pub enum RunError {
 /// The whole HTTP application: the operational routes and every API
 /// surface, in the shared middleware.
 pub fn app(state: AppState) -> Router {
-    let routes =
+    let mut routes =
         http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
-    let routes = routes.merge(http::router(&assets::client::ROUTES)).merge(http::router(&ui::ROUTES));
+    routes = routes.merge(http::router(&assets::client::ROUTES)).merge(http::router(&ui::ROUTES));
+    if state.config.etcd_api.enabled {
+        routes = routes.merge(api::etcd_v3::router(state.clone()));
+    }
     http::finish(routes, &state, route_templates())
 }
 
@@ -64,7 +67,8 @@ pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
     let client = assets::client::ROUTES.iter().map(|(path, _)| *path);
     let ui = ui::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(client).chain(ui).collect()
+    let etcd_v3 = api::etcd_v3::ROUTES.iter().map(|(path, _)| *path);
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(client).chain(ui).chain(etcd_v3).collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains

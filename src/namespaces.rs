@@ -45,6 +45,9 @@ pub fn policy(config: &CacheConfig) -> Box<dyn EvictionPolicy> {
 pub struct Namespaces {
     list: Arc<[Arc<Namespace>]>,
     values: ValueStore,
+    /// The etcd client the caches read through, for surfaces that must ask
+    /// etcd what the cache cannot answer (etcd's JSON API).
+    etcd: EtcdClient,
 }
 
 impl std::fmt::Debug for ValueStore {
@@ -76,7 +79,7 @@ impl Namespaces {
                 Arc::new(Namespace { config: ns.clone(), cache, frames: FrameMemo::default() })
             })
             .collect();
-        Self { list, values }
+        Self { list, values, etcd: client.clone() }
     }
 
     /// Starts one reflector per namespace and the value store's maintenance,
@@ -129,6 +132,11 @@ impl Namespaces {
     /// Reports of every namespace.
     pub fn reports(&self) -> Vec<NamespaceStatus> {
         self.list.iter().map(|ns| ns.cache.report()).collect()
+    }
+
+    /// The etcd client.
+    pub fn etcd(&self) -> &EtcdClient {
+        &self.etcd
     }
 
     /// The shared value store.

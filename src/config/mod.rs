@@ -40,6 +40,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Bearer tokens; when empty, reads are open.
     pub tokens: Vec<TokenConfig>,
+    /// etcd's own JSON API (`/v3/…`, `/version`), served from the cache.
+    pub etcd_api: EtcdApiConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -58,6 +60,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             http: HttpConfig::default(),
             tokens: Vec::new(),
+            etcd_api: EtcdApiConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -287,6 +290,33 @@ pub struct TokenConfig {
     pub secret_file: Option<PathBuf>,
     /// Namespace names this token may read; `"*"` = all.
     pub namespaces: Vec<String>,
+    /// Whether the token may write its namespaces through etcd's JSON API
+    /// (`/v3/kv/put`, …) when `etcd_api.writes = "forward"`.
+    #[serde(default)]
+    pub write: bool,
+}
+
+/// etcd's own JSON API (COMPAT.md §2): the paths and bodies of etcd's
+/// gRPC-gateway, reads served from the cache.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdApiConfig {
+    /// Serve `/v3/…` and `/version` (off by default).
+    pub enabled: bool,
+    /// What becomes of writes (put, delete, txn, lease changes).
+    pub writes: EtcdWrites,
+}
+
+/// What the etcd JSON API does with writes.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdWrites {
+    /// Refused as permission denied: the API is read-only.
+    #[default]
+    Deny,
+    /// Forwarded to etcd for tokens with `write = true` (any caller when no
+    /// tokens are configured).
+    Forward,
 }
 
 /// Log output format.

@@ -160,6 +160,20 @@ fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
 }
 
 #[test]
+fn the_etcd_api_is_off_and_read_only_unless_configured() {
+    assert_eq!(Config::default().etcd_api, EtcdApiConfig { enabled: false, writes: EtcdWrites::Deny });
+    let c = load_with("[etcd_api]\nenabled = true\nwrites = \"forward\"\n", &[], &[]).unwrap();
+    assert_eq!(c.etcd_api, EtcdApiConfig { enabled: true, writes: EtcdWrites::Forward });
+    assert!(file_error("[etcd_api]\nwrites = \"maybe\"\n").contains("etcd_api.writes"));
+    let c = load_with(
+        "[[tokens]]\nname = \"w\"\nsecret = \"s3cret-value\"\nnamespaces = [\"*\"]\nwrite = true\n",
+        &[],
+        &[],
+    );
+    assert!(c.unwrap().tokens[0].write);
+}
+
+#[test]
 fn file_overrides_defaults() {
     let c = load_with("listen = \"0.0.0.0:9000\"\n[cache]\nhistory_revisions = 5\n", &[], &[]).unwrap();
     assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
@@ -249,6 +263,7 @@ fn token(name: &str, namespaces: &[&str]) -> TokenConfig {
         secret_env: None,
         secret_file: None,
         namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+        write: false,
     }
 }
 
@@ -348,6 +363,15 @@ fn every_validation_error_names_field_and_value() {
             "(redacted)",
         ),
         (invalid(|c| c.log.filter = "[[[".into()), "log.filter", "\"[[[\""),
+        (invalid(|c| c.etcd_api.writes = EtcdWrites::Forward), "etcd_api.writes", "\"forward\""),
+        (
+            invalid(|c| {
+                c.etcd_api = EtcdApiConfig { enabled: true, writes: EtcdWrites::Forward };
+                c.etcd.endpoints = vec!["https://etcd:2379".into()];
+            }),
+            "etcd_api.writes",
+            "\"forward\"",
+        ),
     ];
     for (err, field, value) in cases {
         assert_eq!(err.field, field, "{err}");

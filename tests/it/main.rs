@@ -10,6 +10,8 @@ mod chromium;
 mod compose;
 mod cors;
 mod errors;
+mod etcd3gw;
+mod etcd_v3;
 mod kubernetes_manifests;
 mod kv;
 mod kv_bad_input;
