@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 ensure_build_tools
 # The browser test drives Debian's headless Chromium over chromedriver; the
-# TLS test makes its certificates with openssl.
-ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl
-# The Python tools the tests run, pinned, in .venv (schemathesis fuzzes the
+# TLS tests make their certificates with openssl; the Kubernetes tests run
+# kubectl (Debian's kubernetes-client when none is installed) and curl.
+ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl kubectl:kubernetes-client curl:curl
+# The Python tools the tests run, pinned, in .venv (the Kubernetes tests
+# run the PyPI kubernetes client; schemathesis fuzzes the
 # live gateway from openapi/openapi.yaml).
-ensure_venv schemathesis==4.32.5
+ensure_venv schemathesis==4.32.5 kubernetes==37.0.2
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -42,6 +42,9 @@ pub enum RunError {
     /// A token's secret could not be resolved.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The `[http.tls]` certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] server::TlsError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -50,8 +53,10 @@ pub enum RunError {
 /// The whole HTTP application: the operational routes and every API
 /// surface, in the shared middleware.
 pub fn app(state: AppState) -> Router {
-    let routes =
-        http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    let routes = http::router(&http::ops::ROUTES)
+        .with_state(state.clone())
+        .merge(api::v1::router(state.clone()))
+        .merge(api::kubernetes::router(state.clone()));
     http::finish(routes, &state, route_templates())
 }
 
@@ -59,7 +64,9 @@ pub fn app(state: AppState) -> Router {
 /// document lists exactly these).
 pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).collect()
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path))
+        .chain(api::kubernetes::ROUTES.iter().map(|(path, _)| *path))
+        .collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains
@@ -70,6 +77,7 @@ pub fn route_templates() -> Vec<&'static str> {
 /// resolved, or the listener fails.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let config = Arc::new(config);
+    let tls = config.http.tls.as_ref().map(server::tls_acceptor).transpose()?;
     let etcd = EtcdClient::connect(&config.etcd).await?;
     let namespaces = Namespaces::new(&config, &etcd);
     // Token secrets are resolved before anything starts, so a bad one stops
@@ -80,8 +88,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
     let router = app(state);
-    tracing::info!(address = %listener.local_addr()?, "listening");
-    let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %listener.local_addr()?, scheme, "listening");
+    let server = tokio::spawn(server::serve(listener, router, tls, shutdown.clone()));
     shutdown.cancelled().await;
     let deadline = config.http.shutdown_timeout.get();
     let drained = tokio::time::timeout(deadline, async {

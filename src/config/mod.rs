@@ -6,6 +6,7 @@
 //! only the part it needs. `config/gateway.toml` documents every key.
 
 mod explain;
+mod kubernetes;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use kubernetes::{KeyPart, KeyTemplate, KubeResourceConfig, KubernetesConfig};
 pub use load::{Cli, LoadError, Loaded, load};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::ConfigError;
@@ -40,6 +42,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Bearer tokens; when empty, reads are open.
     pub tokens: Vec<TokenConfig>,
+    /// The Kubernetes-style list/watch surface (COMPAT.md §1).
+    pub kubernetes: KubernetesConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -58,6 +62,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             http: HttpConfig::default(),
             tokens: Vec::new(),
+            kubernetes: KubernetesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -246,6 +251,18 @@ pub struct HttpConfig {
     /// Byte budget of rendered listing pages shared between identical
     /// requests (0 = off).
     pub page_cache_bytes: ByteSize,
+    /// Serve HTTPS with this certificate and key (absent = plain HTTP).
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// The server's certificate and key (PEM files), for every surface.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -256,6 +273,7 @@ impl Default for HttpConfig {
             body_limit: ByteSize::kib(64),
             shutdown_timeout: HumanDuration::secs(10),
             page_cache_bytes: ByteSize::mib(64),
+            tls: None,
         }
     }
 }

@@ -8,6 +8,8 @@ mod cache;
 mod compose;
 mod cors;
 mod errors;
+mod kubernetes;
+mod kubernetes_clients;
 mod kubernetes_manifests;
 mod kv;
 mod kv_bad_input;
