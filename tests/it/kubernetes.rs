@@ -361,3 +361,192 @@ async fn watch_events_bookmarks_watchlist_timeout_and_expiry_on_the_wire() {
     let reply = get(&env.url(&format!("{base}?resourceVersion={a1}&resourceVersionMatch=Exact"))).await;
     assert_eq!((reply.status, reply.json()["reason"].clone()), (410, json!("Expired")));
 }
+
+/// A client-go-style reflector: WatchList first; when that fails, LIST
+/// (`limit=500&resourceVersion=0`, paged) then WATCH from the list's
+/// revision with bookmarks; on a 410, list again. Its state is keyed by
+/// (namespace, name), each object's `resourceVersion` and `spec`.
+struct Reflector {
+    base: String,
+    state: std::collections::BTreeMap<(String, String), (String, Value)>,
+    resource_version: String,
+    watch_lists: usize,
+    lists: usize,
+    expired: usize,
+}
+
+fn entry(object: &Value) -> ((String, String), (String, Value)) {
+    let m = &object["metadata"];
+    let text = |v: &Value| v.as_str().unwrap().to_owned();
+    ((text(&m["namespace"]), text(&m["name"])), (text(&m["resourceVersion"]), object["spec"].clone()))
+}
+
+impl Reflector {
+    fn new(base: String) -> Self {
+        let state = std::collections::BTreeMap::new();
+        Self { base, state, resource_version: String::new(), watch_lists: 0, lists: 0, expired: 0 }
+    }
+
+    /// WatchList, else LIST: the state and the revision to watch from.
+    async fn sync(&mut self) {
+        let url = format!(
+            "{}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+            self.base
+        );
+        if let Ok(response) = reqwest::get(&url).await {
+            if response.status() == 200 {
+                let mut lines = Lines { stream: response.bytes_stream().boxed(), buffer: Vec::new() };
+                let mut state = std::collections::BTreeMap::new();
+                while let Some(line) = lines.next().await {
+                    let object = &line["object"];
+                    match line["type"].as_str().unwrap() {
+                        "ADDED" => {
+                            let (k, v) = entry(object);
+                            state.insert(k, v);
+                        }
+                        "BOOKMARK"
+                            if object["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true" =>
+                        {
+                            self.state = state;
+                            self.resource_version =
+                                object["metadata"]["resourceVersion"].as_str().unwrap().into();
+                            self.watch_lists += 1;
+                            return;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        self.list().await;
+    }
+
+    async fn list(&mut self) {
+        let mut state = std::collections::BTreeMap::new();
+        let mut token = String::new();
+        for _ in 0..100 {
+            let page = get(&format!("{}?limit=500&resourceVersion=0{token}", self.base)).await;
+            assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+            let page = page.json();
+            state.extend(page["items"].as_array().unwrap().iter().map(entry));
+            self.resource_version = page["metadata"]["resourceVersion"].as_str().unwrap().into();
+            match page["metadata"]["continue"].as_str() {
+                Some(next) => token = format!("&continue={next}"),
+                None => break,
+            }
+        }
+        self.state = state;
+        self.lists += 1;
+    }
+
+    /// One watch from the current revision for at most `timeoutSeconds=2`;
+    /// a 410 lists again.
+    async fn watch_once(&mut self) {
+        let url = format!(
+            "{}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={}",
+            self.base, self.resource_version
+        );
+        let Ok(response) = reqwest::get(&url).await else { return };
+        assert_eq!(response.status(), 200);
+        let mut lines = Lines { stream: response.bytes_stream().boxed(), buffer: Vec::new() };
+        while let Some(line) = lines.next().await {
+            let object = &line["object"];
+            match line["type"].as_str().unwrap() {
+                "ADDED" | "MODIFIED" => {
+                    let (k, v) = entry(object);
+                    self.resource_version = v.0.clone();
+                    self.state.insert(k, v);
+                }
+                "DELETED" => {
+                    let (k, v) = entry(object);
+                    self.resource_version = v.0;
+                    self.state.remove(&k);
+                }
+                "BOOKMARK" => {
+                    self.resource_version = object["metadata"]["resourceVersion"].as_str().unwrap().into()
+                }
+                "ERROR" => {
+                    assert_eq!(
+                        (object["code"].clone(), object["reason"].clone()),
+                        (json!(410), json!("Expired"))
+                    );
+                    self.expired += 1;
+                    self.sync().await;
+                    return;
+                }
+                other => panic!("unexpected event type {other}"),
+            }
+        }
+    }
+
+    /// Watches until the state equals `want`, a bounded number of times.
+    async fn converge(&mut self, want: &std::collections::BTreeMap<(String, String), (String, Value)>) {
+        for _ in 0..30 {
+            if self.state == *want {
+                return;
+            }
+            self.watch_once().await;
+        }
+        assert_eq!(self.state, *want, "the reflector converges to etcd's state, object by object");
+    }
+}
+
+/// etcd's widgets as the reflector should hold them.
+async fn etcd_widgets(
+    client: &mut etcd_client::Client,
+) -> std::collections::BTreeMap<(String, String), (String, Value)> {
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let reply = client.get("apps/widgets/", Some(options)).await.unwrap();
+    reply
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let key = kv.key_str().unwrap().strip_prefix("apps/widgets/").unwrap();
+            let (ns, name) = key.split_once('/').unwrap();
+            let value: Value = serde_json::from_slice(kv.value()).unwrap();
+            ((ns.to_owned(), name.to_owned()), (kv.mod_revision().to_string(), value["spec"].clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_go_style_reflector_converges_through_an_etcd_restart_and_a_compaction() {
+    let mut env = env_with(|c| c.cache.history_revisions = 5).await;
+    for i in 0..20 {
+        env.put(&format!("widgets/ns{}/w{i}", i % 3), &json!({"spec": {"i": i}})).await;
+    }
+    let mut reflector = Reflector::new(env.url("/apis/example.com/v1/widgets"));
+    reflector.sync().await;
+    assert_eq!((reflector.watch_lists, reflector.lists), (1, 0), "the WatchList serves the first sync");
+    reflector.converge(&etcd_widgets(&mut env.client).await).await;
+
+    // etcd goes down: a new WatchList (a consistent read) fails, the LIST
+    // at resourceVersion=0 is served from the cache, and the WATCH from its
+    // revision carries on once etcd is back.
+    for i in 0..5 {
+        env.put(&format!("widgets/ns1/w{i}"), &json!({"spec": {"i": i, "v": 2}})).await;
+    }
+    env.delete("widgets/ns0/w3").await;
+    let want = etcd_widgets(&mut env.client).await;
+    env.etcd.kill();
+    reflector.sync().await;
+    assert_eq!((reflector.watch_lists, reflector.lists), (1, 1), "the WatchList failed and the LIST served");
+    env.etcd.start_prepared().await;
+    env.client = env.etcd.client().await;
+    reflector.converge(&want).await;
+    for i in 20..25 {
+        env.put(&format!("widgets/ns2/w{i}"), &json!({"spec": {"i": i}})).await;
+    }
+    reflector.converge(&etcd_widgets(&mut env.client).await).await;
+
+    // While the reflector is away, more revisions than the gateway keeps
+    // and a compaction: its resume is a 410, and it lists again.
+    for i in 0..12 {
+        env.put(&format!("widgets/ns0/w{}", i % 4), &json!({"spec": {"round": i}})).await;
+    }
+    env.delete("widgets/ns2/w20").await;
+    env.etcd.compact(env.etcd.revision().await).await;
+    reflector.converge(&etcd_widgets(&mut env.client).await).await;
+    assert_eq!(reflector.expired, 1, "the resume after the compaction was a 410");
+    assert_eq!(reflector.watch_lists, 2, "the re-sync after the 410 was a WatchList");
+}
