@@ -550,3 +550,23 @@ async fn a_client_go_style_reflector_converges_through_an_etcd_restart_and_a_com
     assert_eq!(reflector.expired, 1, "the resume after the compaction was a 410");
     assert_eq!(reflector.watch_lists, 2, "the re-sync after the 410 was a WatchList");
 }
+
+#[tokio::test]
+async fn watch_streams_are_never_compressed_and_lists_are_when_asked() {
+    let mut env = env_with(|_| {}).await;
+    env.put("widgets/ns1/a", &json!({"spec": {"padding": "x".repeat(200)}})).await;
+    let client = reqwest::Client::new();
+    let send = |query: &str| {
+        client
+            .get(env.url(&format!("/apis/example.com/v1/widgets?{query}")))
+            .header("accept-encoding", "gzip")
+            .send()
+    };
+    let list = send("limit=10").await.unwrap();
+    assert_eq!(list.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    let watch = send("watch=1&timeoutSeconds=1").await.unwrap();
+    assert_eq!(watch.headers().get("content-encoding"), None, "a compressed watch would sit in the encoder");
+    let body = watch.bytes().await.unwrap();
+    let first: Value = serde_json::from_slice(body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ADDED");
+}
