@@ -283,4 +283,44 @@ mod tests {
         assert!(KeyTemplate::parse("w/{nam").unwrap_err().contains("not closed"));
         assert!(KeyTemplate::parse("w/{kind}/{name}").unwrap_err().contains("unknown placeholder {kind}"));
     }
+
+    #[test]
+    fn bad_resources_name_the_field() {
+        let good = KubeResourceConfig {
+            namespace: "apps".into(),
+            group: "example.com".into(),
+            version: "v1".into(),
+            resource: "widgets".into(),
+            kind: "Widget".into(),
+            key: "widgets/{namespace}/{name}".into(),
+        };
+        let check = |tweak: fn(&mut KubeResourceConfig)| {
+            let mut bad = good.clone();
+            tweak(&mut bad);
+            let config =
+                KubernetesConfig { resources: vec![good.clone(), bad], ..KubernetesConfig::default() };
+            config.validate(&["apps"]).unwrap_err().to_string()
+        };
+        assert!(
+            KubernetesConfig { resources: vec![good.clone()], ..Default::default() }
+                .validate(&["apps"])
+                .is_ok()
+        );
+        assert_eq!(
+            check(|r| r.namespace = "nope".into()),
+            "invalid configuration: kubernetes.resources[1].namespace = \"nope\": no such namespace in [[namespaces]]"
+        );
+        assert!(
+            check(|r| r.group = "core".into())
+                .starts_with("invalid configuration: kubernetes.resources[1].group")
+        );
+        assert!(check(|r| r.version = "1".into()).contains("resources[1].version"));
+        assert!(check(|r| r.resource = "Widgets".into()).contains("resources[1].resource"));
+        assert!(check(|r| r.kind = "widget".into()).contains("resources[1].kind"));
+        assert_eq!(
+            check(|r| r.key = "w/{namespace}".into()),
+            "invalid configuration: kubernetes.resources[1].key = \"w/{namespace}\": needs {name}, e.g. \"widgets/{namespace}/{name}\""
+        );
+        assert!(check(|_| {}).contains("example.com/v1 already serves widgets (Widget)"));
+    }
 }

@@ -141,6 +141,12 @@ async fn kubectl_gets_across_namespaces_raw_and_watches_with_a_timeout() {
         env.kubectl_output(&["get", "widgets", "-n", "ns2", "-o", "name"]).await,
         "widget.example.com/b\n"
     );
+    // The default output asks for a server-side Table and prints the plain
+    // list kubectl's own way (objects without creationTimestamp have no age).
+    assert_eq!(
+        env.kubectl_output(&["get", "widgets", "-A"]).await,
+        "NAMESPACE   NAME   AGE\nns1         a      <unknown>\nns2         b      <unknown>\n"
+    );
     let raw = env.kubectl_output(&["get", "--raw", "/apis/example.com/v1/namespaces/ns1/widgets/a"]).await;
     let raw: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(raw["spec"], json!({"size": 1}));

@@ -31,15 +31,6 @@ async fn snapshot(resource: &Resource, at: At, continued: bool) -> Result<Snapsh
                  a new list without the continue parameter.",
             ))
         }
-        Err(ReadError::NotReady) => {
-            let mut status =
-                Status::from(crate::error::ApiError::NotReady { namespaces: vec![cache.report()] });
-            status.code = 429;
-            status.reason = "TooManyRequests";
-            status.retry_after = Some(1);
-            status.details = Some(json!({"retryAfterSeconds": 1}));
-            Err(status)
-        }
         Err(e) => Err(Status::from(e)),
     }
 }

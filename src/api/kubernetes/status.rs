@@ -136,6 +136,15 @@ impl From<ReadError> for Status {
                 Self::expired("The resourceVersion for the provided list is too old.")
             }
             ReadError::Timeout { revision, head, .. } => Self::too_large(revision, head),
+            // Before the first load, as the API server answers before its
+            // watch cache is initialised: try again in a second.
+            ReadError::NotReady => {
+                let mut status =
+                    Self::new(429, "TooManyRequests", "the resource's objects are still loading from etcd");
+                status.details = Some(json!({"retryAfterSeconds": 1}));
+                status.retry_after = Some(1);
+                status
+            }
             other => Self::from(ApiError::from(other)),
         }
     }
