@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::Kube;
-use super::request::{Continue, ListQuery};
+use super::request::{Continue, ListQuery, Version};
 use super::resource::Resource;
 use super::status::Status;
 use crate::cache::{At, KeyRange, ReadError, Snapshot};
@@ -49,7 +49,12 @@ pub async fn get(
     name: &str,
     query: &ListQuery,
 ) -> Result<Response, Status> {
-    let at = if query.limit.is_some() && query.version_match.is_none() { At::Head } else { query.at() };
+    // A get has no Exact: unset is the most recent state, `0` any, `N` not older than N.
+    let at = match query.version {
+        Version::Unset => At::Consistent,
+        Version::Any => At::Head,
+        Version::At(n) => At::AtLeast(n),
+    };
     let snapshot = snapshot(resource, at, false).await?;
     let not_found = || Status::not_found(&resource.config.resource, &resource.config.group, name);
     let kv =
