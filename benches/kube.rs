@@ -122,7 +122,9 @@ async fn gateway_client(url: String, objects: usize, changes: usize, synced: Arc
          &allowWatchBookmarks=true"
     );
     let response = reqwest::get(&url).await.expect("watch");
-    assert_eq!(response.status(), 200);
+    if response.status() != 200 {
+        panic!("{}: {}", response.status(), response.text().await.unwrap_or_default());
+    }
     let mut lines = Lines { stream: response.bytes_stream().boxed(), buffer: Vec::new() };
     let mut added = 0;
     loop {
