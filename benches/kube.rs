@@ -48,6 +48,12 @@ fn number(name: &str, default: usize) -> usize {
     env(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
 }
 
+/// Ends the whole run: the other clients would wait for this one forever.
+fn fail(why: &str) -> ! {
+    eprintln!("kube: a client failed: {why}");
+    std::process::exit(1)
+}
+
 fn key(i: usize) -> String {
     format!("apps/widgets/ns{}/w{i}", i % 10)
 }
@@ -123,7 +129,11 @@ async fn gateway_client(url: String, objects: usize, changes: usize, synced: Arc
     );
     let response = reqwest::get(&url).await.expect("watch");
     if response.status() != 200 {
-        panic!("{}: {}", response.status(), response.text().await.unwrap_or_default());
+        fail(&format!(
+            "WatchList refused: {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ));
     }
     let mut lines = Lines { stream: response.bytes_stream().boxed(), buffer: Vec::new() };
     let mut added = 0;
@@ -139,7 +149,9 @@ async fn gateway_client(url: String, objects: usize, changes: usize, synced: Arc
             _ => {}
         }
     }
-    assert_eq!(added, objects, "every object in the initial events");
+    if added != objects {
+        fail(&format!("{added} of {objects} objects in the initial events"));
+    }
     let synced_at = Instant::now();
     synced.wait().await;
     let mut modified = 0;
@@ -167,7 +179,9 @@ async fn etcd_client(url: String, objects: usize, changes: usize, synced: Arc<Ba
         .json()
         .await
         .unwrap();
-    assert_eq!(range["kvs"].as_array().map_or(0, Vec::len), objects, "every object in the range");
+    if range["kvs"].as_array().map_or(0, Vec::len) != objects {
+        fail(&format!("the range has not every object: {}", range["count"]));
+    }
     let revision: i64 = range["header"]["revision"].as_str().unwrap().parse().unwrap();
     let mut create = prefix_range();
     create["start_revision"] = json!((revision + 1).to_string());
