@@ -135,8 +135,10 @@ fn measure(part: &str, n: usize) {
             println!("memory: history, 128 consecutive keys per revision: {bulk:.0} bytes/event");
             let charged = loaded.view().history.bytes() as f64 / (revisions + bulk_revisions * 128) as f64;
             println!(
-                "memory: history, charged against cache.max_history_bytes: {charged:.0} bytes/event ({} per event beyond keys and values)",
-                etcd_cache_gateway::cache::HISTORY_EVENT_OVERHEAD_BYTES
+                "memory: history, charged against cache.max_history_bytes: {charged:.0} bytes/event on average \
+                 ({} per event and {} per revision beyond keys and values)",
+                etcd_cache_gateway::cache::HISTORY_EVENT_OVERHEAD_BYTES,
+                etcd_cache_gateway::cache::HISTORY_REVISION_OVERHEAD_BYTES,
             );
         }
         "moka" => {

@@ -92,24 +92,32 @@ impl Entry {
 
     /// The memory a batch of `events` holds as history: keys, values and
     /// previous values, plus [`HISTORY_EVENT_OVERHEAD_BYTES`] each (the
-    /// event, its superseded record and the index nodes it copied). A
-    /// snapshot's state is the namespace's, not history: it costs nothing.
+    /// event, its superseded record and the index nodes it copied) and
+    /// [`HISTORY_REVISION_OVERHEAD_BYTES`] for the revision. A snapshot's
+    /// state is the namespace's, not history: it costs nothing.
     pub fn history_bytes(events: &[Event]) -> u64 {
-        events
+        if events.is_empty() {
+            return 0;
+        }
+        let events: usize = events
             .iter()
             .map(|e| {
                 let prev = e.prev_kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
-                (e.kv.key.len() + e.kv.value.len() + prev + HISTORY_EVENT_OVERHEAD_BYTES) as u64
+                e.kv.key.len() + e.kv.value.len() + prev + HISTORY_EVENT_OVERHEAD_BYTES
             })
-            .sum()
+            .sum();
+        (HISTORY_REVISION_OVERHEAD_BYTES + events) as u64
     }
 }
 
-/// Bytes charged per history event beyond its keys and values. Measured as
-/// RSS growth per event with one random key changed per revision, the
-/// costliest shape (BENCHMARKS.md, `cargo bench --bench memory`): each such
-/// revision copies the index nodes on its key's path.
-pub const HISTORY_EVENT_OVERHEAD_BYTES: usize = 1024;
+/// Bytes charged per history event beyond its keys and values, and per
+/// revision: measured as RSS growth (`cargo bench --bench memory`,
+/// BENCHMARKS.md) with one random key changed per revision (~6.2 KB per
+/// event: each revision copies the index nodes on its key's path) and with
+/// 128 keys per revision (~1.2 KB per event), and set just above both.
+pub const HISTORY_EVENT_OVERHEAD_BYTES: usize = 1100;
+/// See [`HISTORY_EVENT_OVERHEAD_BYTES`].
+pub const HISTORY_REVISION_OVERHEAD_BYTES: usize = 5120;
 
 /// The window: entries in increasing revision order, never empty once loaded.
 #[derive(Clone, Debug, Default)]
@@ -270,7 +278,7 @@ mod tests {
         for revision in 11..=14 {
             h.push(batch(revision));
         }
-        let each = (1 + 100 + 1 + 10 + HISTORY_EVENT_OVERHEAD_BYTES) as u64;
+        let each = (1 + 100 + 1 + 10 + HISTORY_EVENT_OVERHEAD_BYTES + HISTORY_REVISION_OVERHEAD_BYTES) as u64;
         assert_eq!(h.bytes(), 4 * each);
         let dropped: Vec<Revision> = h.trim(0, 2 * each).iter().map(|e| e.revision).collect();
         assert_eq!(dropped, [10, 11, 12]);

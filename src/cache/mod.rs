@@ -26,7 +26,10 @@ pub(crate) mod testing;
 mod tests;
 
 pub use error::ReadError;
-pub use history::{Entry, EntryKind, HISTORY_EVENT_OVERHEAD_BYTES, History, Index, Stored, Superseded};
+pub use history::{
+    Entry, EntryKind, HISTORY_EVENT_OVERHEAD_BYTES, HISTORY_REVISION_OVERHEAD_BYTES, History, Index, Stored,
+    Superseded,
+};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
 pub use read::At;
 pub use snapshot::{Page, Snapshot};

@@ -138,7 +138,7 @@ proptest! {
     fn the_history_window_stays_within_its_byte_bound(steps in prop::collection::vec(step(), 1..60), events in 0u64..8) {
         // A bound of a few events: the window shrinks by bytes, not by the
         // policy's 1,000 revisions, and reads in it stay exact.
-        let bound = events * (HISTORY_EVENT_OVERHEAD_BYTES as u64 + 8);
+        let bound = events * (HISTORY_EVENT_OVERHEAD_BYTES + HISTORY_REVISION_OVERHEAD_BYTES + 8) as u64;
         runtime().block_on(run_bounded_history(steps, Box::new(RevisionPolicy { history_revisions: 1000 }), 1 << 30, bound));
     }
 

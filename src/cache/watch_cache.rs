@@ -266,7 +266,7 @@ impl WatchCache {
             let key = event.kv.key.clone();
             let old = match event.kind {
                 EventKind::Put => {
-                    let value = self.keep(&key, revision, &event.kv.value).await;
+                    let value = self.keep(&key, revision, event.kv.value.clone()).await;
                     index.insert(key.clone(), Stored { meta: event.kv.meta, value })
                 }
                 EventKind::Delete => index.remove(&key),
@@ -316,12 +316,15 @@ impl WatchCache {
 
     /// Keeps the value of a new version: with the index when the budget
     /// allows (returned), else in the value cache (`None`).
-    async fn keep(&self, key: &Bytes, mod_revision: Revision, value: &Bytes) -> Option<Bytes> {
+    /// (Taken by value: a load moves each value into the index, and an
+    /// unshared `Bytes` is not promoted to a shared one with its own
+    /// allocation.)
+    async fn keep(&self, key: &Bytes, mod_revision: Revision, value: Bytes) -> Option<Bytes> {
         let values = &self.inner.values;
         if values.admit_inline(value.len()) {
-            return Some(value.clone());
+            return Some(value);
         }
-        values.insert(self.value_key(key.clone(), mod_revision), value.clone()).await;
+        values.insert(self.value_key(key.clone(), mod_revision), value).await;
         None
     }
 
@@ -413,13 +416,13 @@ impl SnapshotBuilder {
 
     /// Adds one page of key-values in key order, after every key added so far.
     pub async fn add(&mut self, kvs: impl IntoIterator<Item = KeyValue>) {
-        for kv in kvs {
-            let value = self.cache.keep(&kv.key, kv.meta.mod_revision, &kv.value).await;
-            if value.is_some() {
-                self.inline.0 += kv.value.len() as u64;
+        for KeyValue { key, value, meta } in kvs {
+            let value = self.cache.keep(&key, meta.mod_revision, value).await;
+            if let Some(value) = &value {
+                self.inline.0 += value.len() as u64;
                 self.inline.1 += 1;
             }
-            self.index.insert(kv.key, Stored { meta: kv.meta, value });
+            self.index.insert(key, Stored { meta, value });
         }
     }
 

@@ -44,6 +44,7 @@ impl Env {
             secret_env: None,
             secret_file: None,
             namespaces: vec!["apps".into()],
+            write: false,
         }];
         let gw = Gateway::start(config).await;
         let env = Self { etcd, gw, tls, dir };

@@ -326,6 +326,7 @@ async fn ui_sign_in_shows_only_the_token_namespaces_and_sign_out_forgets_it() {
         secret_env: None,
         secret_file: None,
         namespaces: vec!["app".into()],
+        write: false,
     }];
     let gw = Gateway::start_ready(config).await;
     let browser = Browser::start(1280, 800).await;

@@ -98,19 +98,21 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
             Bytes::from(serde_json::to_vec(&EventJson { event, encoding, prev_kv }).unwrap_or_default())
         })
         .collect();
-    let mut all = format!("{{\"revision\":{revision},\"events\":[").into_bytes();
+    // `whole` is the complete `change` frame: a subscriber that takes every
+    // event sends these shared bytes as they are, with nothing of its own.
+    let mut all = format!("event: change\nid: {revision}\ndata: {{\"revision\":{revision},\"events\":[").into_bytes();
     for (i, e) in rendered.iter().enumerate() {
         if i > 0 {
             all.push(b',');
         }
         all.extend_from_slice(e);
     }
-    all.extend_from_slice(b"]}");
+    all.extend_from_slice(b"]}\n\n");
     Rendered { events: rendered.into_boxed_slice(), whole: Bytes::from(all) }
 }
 
 /// The `change` frame of the `selected` events of `entry` in a shape. The
-/// whole batch's bytes are shared when every event is selected; otherwise
+/// whole frame's bytes are shared when every event is selected; otherwise
 /// the selected events' shared bytes are joined without re-encoding.
 /// Without a memo (an entry only this subscriber sees) the batch is
 /// rendered for this frame alone.
@@ -127,7 +129,7 @@ pub fn change(
         None => Arc::new(render(entry)),
     };
     let Selected::Some(chosen) = selected else {
-        return event("change", Some(entry.revision), [rendered.whole.clone()]);
+        return vec![rendered.whole.clone()];
     };
     let mut data = Vec::with_capacity(chosen.len() * 2 + 1);
     data.push(Bytes::from(format!("{{\"revision\":{},\"events\":[", entry.revision)));
