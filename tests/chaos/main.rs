@@ -20,14 +20,15 @@ mod checker_selftest;
 mod faults;
 mod oracle;
 mod run;
-// mod soak;
+mod soak;
 mod workload;
 
 use std::time::Duration;
 
 use run::{Outcome, Settings};
 
-fn env_number(name: &str, default: u64) -> u64 {
+/// A number from the environment, else `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
@@ -58,5 +59,6 @@ async fn chaos_seeds_lose_duplicate_or_reorder_nothing_and_reads_match_etcd() {
     println!("chaos: TOTAL\n{}", total.report());
     let failures: Vec<String> = total.checked.violations.iter().take(30).map(ToString::to_string).collect();
     assert_eq!(failures, Vec::<String>::new(), "the checker found violations (seeds {:?})", total.seeds);
+    assert_eq!(total.unexpected_answers, Vec::<String>::new(), "answers no fault explains");
     assert_eq!(total.harness_errors, Vec::<String>::new(), "the harness failed (seeds {:?})", total.seeds);
 }

@@ -64,6 +64,10 @@ pub struct Outcome {
     pub catch_ups: BTreeMap<String, f64>,
     /// The gateways' reset counter by reason.
     pub gateway_resets: BTreeMap<String, f64>,
+    /// Read answers no fault explains (status and body).
+    pub unexpected_answers: Vec<String>,
+    /// `consistent=true` reads answered 410 `compacted`.
+    pub consistent_compacted: u64,
     /// Failures of the harness itself (a fault that could not heal, etcd's
     /// history lost): the run proves nothing then.
     pub harness_errors: Vec<String>,
@@ -94,6 +98,8 @@ impl Outcome {
             *self.gateway_resets.entry(k).or_default() += v;
         }
         self.harness_errors.extend(other.harness_errors);
+        self.unexpected_answers.extend(other.unexpected_answers);
+        self.consistent_compacted += other.consistent_compacted;
         self.wall += other.wall;
     }
 
@@ -127,6 +133,8 @@ impl Outcome {
             format!("wrong snapshots: {}", c.count(Fault::WrongSnapshot)),
             format!("wrong reads: {}", c.count(Fault::WrongRead)),
             format!("protocol: {}", c.count(Fault::Protocol)),
+            format!("unexpected answers: {} {:?}", self.unexpected_answers.len(), self.unexpected_answers.iter().take(5).collect::<Vec<_>>()),
+            format!("consistent reads answered 410 compacted: {}", self.consistent_compacted),
             format!("harness errors: {:?}", self.harness_errors),
         ]);
         lines.join("\n")
@@ -253,6 +261,8 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
             *out.read_statuses.entry(k).or_default() += v;
         }
         reads.extend(log.reads);
+        out.unexpected_answers.extend(log.unexpected);
+        out.consistent_compacted += log.consistent_compacted;
     }
     if let Err(e) = oracle.reach(fence).await {
         out.harness_errors.push(e);
@@ -287,9 +297,9 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
     out
 }
 
-/// Compacts every 200 ms to `lag` revisions behind the recorded history
+/// Compacts every 200 ms to `lag` revisions behind `head`
 /// (never past it: the checker needs every revision).
-async fn compact(
+pub async fn compact(
     mut client: etcd_client::Client,
     head: Arc<std::sync::atomic::AtomicI64>,
     lag: i64,

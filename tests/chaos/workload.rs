@@ -47,7 +47,7 @@ pub fn random_selection(rng: &mut fastrand::Rng) -> Selection {
 }
 
 /// The query parameters of a selection (keys are plain ASCII).
-fn selection_query(selection: &Selection) -> String {
+pub fn selection_query(selection: &Selection) -> String {
     match selection {
         Selection::All => String::new(),
         Selection::Prefix(p) => format!("prefix={p}"),
@@ -59,8 +59,8 @@ fn selection_query(selection: &Selection) -> String {
 /// What the writers share: the highest revision etcd acknowledged.
 #[derive(Default)]
 pub struct Acked {
-    /// The highest acknowledged revision.
-    pub revision: AtomicI64,
+    /// The highest acknowledged revision (shared with the compactor).
+    pub revision: Arc<AtomicI64>,
     /// Writes acknowledged.
     pub writes: AtomicU64,
     /// Writes that failed (a fault: outcome unknown, etcd's history decides).
@@ -89,7 +89,9 @@ pub async fn writer(mut client: Client, seed: u64, pause_ms: (u64, u64), acked: 
     }
 }
 
-async fn write_one(client: &mut Client, rng: &mut fastrand::Rng) -> Result<i64, etcd_client::Error> {
+/// One random write: a put, a delete, a prefix delete, a multi-key
+/// transaction or a leased put; the revision etcd acknowledged.
+pub async fn write_one(client: &mut Client, rng: &mut fastrand::Rng) -> Result<i64, etcd_client::Error> {
     let full = |k: &str| format!("{PREFIX}{k}");
     let value = format!("v{}", rng.u32(..1_000_000));
     let header = match rng.u8(..10) {
@@ -279,6 +281,10 @@ pub struct ReaderLog {
     pub reads: Vec<Read>,
     /// Answers by status (e.g. 503 while etcd is away before the first sync).
     pub statuses: std::collections::BTreeMap<u16, u64>,
+    /// Answers no fault explains (a 500, a 400 to a valid request).
+    pub unexpected: Vec<String>,
+    /// `consistent=true` reads answered 410 `compacted`.
+    pub consistent_compacted: u64,
 }
 
 /// Reads at random until `stop`: one key or a range, some `consistent=true`.
@@ -289,13 +295,17 @@ pub async fn reader(seed: u64, replicas: Vec<String>, acked: Arc<Acked>, stop: C
     while !stop.is_cancelled() {
         let base = &replicas[rng.usize(..replicas.len())];
         let selection = random_selection(&mut rng);
-        let consistent = rng.bool();
         let url = match &selection {
             Selection::Key(k) => format!("{base}/v1/namespaces/{NAMESPACE}/kv/{k}?"),
             other => format!("{base}/v1/namespaces/{NAMESPACE}/kv?{}&", selection_query(other)),
         };
-        let url = if consistent { format!("{url}consistent=true") } else { url };
-        let at_least = if consistent { acked.revision.load(Ordering::SeqCst) } else { 0 };
+        let latest = acked.revision.load(Ordering::SeqCst);
+        // The current state, a linearizable read, or a past revision.
+        let (url, at_least) = match rng.u8(..4) {
+            0 | 1 => (url, 0),
+            2 => (format!("{url}consistent=true"), latest),
+            _ => (format!("{url}revision={}", (latest - rng.i64(0..200)).max(1)), 0),
+        };
         if let Ok(response) = http.get(&url).send().await {
             let status = response.status().as_u16();
             *out.statuses.entry(status).or_default() += 1;
@@ -305,6 +315,15 @@ pub async fn reader(seed: u64, replicas: Vec<String>, acked: Arc<Acked>, stop: C
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i64>().ok());
             let body: Value = response.json().await.unwrap_or(Value::Null);
+            // 410 to a `revision=` read: etcd compacted it, as documented.
+            // 410 to `consistent=true` is a finding (RELIABILITY.md): the
+            // fallback read pins etcd's revision from before its wait.
+            match status {
+                200 | 404 | 503 | 504 => {}
+                410 if url.contains("revision=") => {}
+                410 if url.contains("consistent=true") => out.consistent_compacted += 1,
+                _ => out.unexpected.push(format!("{status} for {url}: {body}")),
+            }
             let kvs = match (status, &selection) {
                 (200, Selection::Key(_)) => Some(vec![parse_kv(&body["kv"])]),
                 (200, _) => Some(parse_kvs(&body["kvs"])),
