@@ -331,12 +331,16 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
                 out.events += events.len() as u64;
                 if let Some(p) = pos {
                     if *revision <= p {
-                        let fault = if delivered.contains(revision) { Fault::Duplicated } else { Fault::Reordered };
+                        let fault =
+                            if delivered.contains(revision) { Fault::Duplicated } else { Fault::Reordered };
                         out.flag(fault, at(&format!("change {revision} at position {p}")));
                         continue;
                     }
                     for lost in history.selected_between(p, revision - 1, selection) {
-                        out.flag(Fault::Lost, at(&format!("revision {lost} missing before change {revision}")));
+                        out.flag(
+                            Fault::Lost,
+                            at(&format!("revision {lost} missing before change {revision}")),
+                        );
                     }
                 }
                 let expected = history.selected(*revision, selection);
@@ -353,7 +357,10 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
                 if let Some(snap) = pending.take() {
                     out.snapshots += 1;
                     if snap.revision.is_some_and(|r| r != *h) {
-                        out.flag(Fault::Protocol, at(&format!("snapshot at {:?} synced at {h}", snap.revision)));
+                        out.flag(
+                            Fault::Protocol,
+                            at(&format!("snapshot at {:?} synced at {h}", snap.revision)),
+                        );
                     }
                     check_snapshot(history, selection, *h, &snap.kvs, &mut out, &at("snapshot"));
                     delivered.clear();
@@ -382,7 +389,10 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
             Received::Snapshot { revision, kvs } => match &mut pending {
                 Some(snap) => {
                     if snap.revision.is_some_and(|r| r != *revision) {
-                        out.flag(Fault::Protocol, at(&format!("snapshot chunk at {revision}, not {:?}", snap.revision)));
+                        out.flag(
+                            Fault::Protocol,
+                            at(&format!("snapshot chunk at {revision}, not {:?}", snap.revision)),
+                        );
                     }
                     snap.revision = Some(*revision);
                     snap.kvs.extend(kvs.iter().cloned());
@@ -401,14 +411,25 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
     out
 }
 
-fn check_snapshot(history: &History, selection: &Selection, revision: i64, kvs: &[Kv], out: &mut Checked, at: &str) {
+fn check_snapshot(
+    history: &History,
+    selection: &Selection,
+    revision: i64,
+    kvs: &[Kv],
+    out: &mut Checked,
+    at: &str,
+) {
     let mut got = kvs.to_vec();
     got.sort_by(|a, b| a.key.cmp(&b.key));
     match history.state_at(revision, selection) {
         Some(expected) if expected == got => {}
         Some(expected) => out.flag(
             Fault::WrongSnapshot,
-            format!("{at} at {revision}: got {} keys {got:?}, etcd has {} keys {expected:?}", got.len(), expected.len()),
+            format!(
+                "{at} at {revision}: got {} keys {got:?}, etcd has {} keys {expected:?}",
+                got.len(),
+                expected.len()
+            ),
         ),
         None => out.flag(Fault::Protocol, format!("{at} at {revision}, outside etcd's recorded history")),
     }
@@ -435,7 +456,10 @@ pub fn check_reads(history: &History, reads: &[Read]) -> Checked {
         out.reads += 1;
         let at = format!("read #{i} {:?}", read.selection);
         if read.revision < read.at_least {
-            out.flag(Fault::WrongRead, format!("{at}: consistent read at {} before {}", read.revision, read.at_least));
+            out.flag(
+                Fault::WrongRead,
+                format!("{at}: consistent read at {} before {}", read.revision, read.at_least),
+            );
         }
         match history.state_at(read.revision, &read.selection) {
             Some(expected) if expected == read.kvs => {}
@@ -445,7 +469,12 @@ pub fn check_reads(history: &History, reads: &[Read]) -> Checked {
             ),
             None => out.flag(
                 Fault::WrongRead,
-                format!("{at}: revision {} outside etcd's history [{}, {}]", read.revision, history.start(), history.head()),
+                format!(
+                    "{at}: revision {} outside etcd's history [{}, {}]",
+                    read.revision,
+                    history.start(),
+                    history.head()
+                ),
             ),
         }
     }

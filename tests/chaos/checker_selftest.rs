@@ -164,12 +164,22 @@ fn a_snapshot_asked_for_is_checked_like_one_after_a_reset() {
 #[test]
 fn reads_must_equal_etcds_state_at_their_revision() {
     let h = history();
-    let read = |selection: Selection, revision: i64, kvs: Vec<Kv>, at_least: i64| Read { selection, revision, kvs, at_least };
+    let read = |selection: Selection, revision: i64, kvs: Vec<Kv>, at_least: i64| Read {
+        selection,
+        revision,
+        kvs,
+        at_least,
+    };
     let right = [
         read(Selection::All, 3, vec![kv("a", "1", 2, 2, 1), kv("b", "1", 3, 3, 1)], 0),
         read(Selection::Key("a".into()), 4, vec![], 0),
         read(Selection::Prefix("c".into()), 5, vec![kv("c", "1", 5, 5, 1)], 5),
-        read(Selection::Range("a".into(), "c".into()), 5, vec![kv("a", "2", 5, 5, 1), kv("b", "1", 3, 3, 1)], 0),
+        read(
+            Selection::Range("a".into(), "c".into()),
+            5,
+            vec![kv("a", "2", 5, 5, 1), kv("b", "1", 3, 3, 1)],
+            0,
+        ),
     ];
     let c = check_reads(&h, &right);
     assert_eq!((faults(&c), c.reads), (vec![], 4));

@@ -117,11 +117,16 @@ impl Replica {
 }
 
 /// Injects `fault`; returns once the system is whole again.
-pub async fn inject(fault: &Fault, cluster: &mut EtcdCluster, replicas: &mut [Replica]) -> Result<(), String> {
+pub async fn inject(
+    fault: &Fault,
+    cluster: &mut EtcdCluster,
+    replicas: &mut [Replica],
+) -> Result<(), String> {
     match fault.kind {
         Kind::KillLeader | Kind::KillFollower | Kind::PauseLeader => {
             let leader = leader(cluster).await?;
-            let target = if fault.kind == Kind::KillFollower { (leader + 1 + fault.replica % 2) % 3 } else { leader };
+            let target =
+                if fault.kind == Kind::KillFollower { (leader + 1 + fault.replica % 2) % 3 } else { leader };
             let member = &mut cluster.members[target];
             if fault.kind == Kind::PauseLeader {
                 member.pause();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use etcd_client::CompactionOptions;
 use etcd_cache_gateway::config::HumanDuration;
+use etcd_client::CompactionOptions;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +133,11 @@ impl Outcome {
             format!("wrong snapshots: {}", c.count(Fault::WrongSnapshot)),
             format!("wrong reads: {}", c.count(Fault::WrongRead)),
             format!("protocol: {}", c.count(Fault::Protocol)),
-            format!("unexpected answers: {} {:?}", self.unexpected_answers.len(), self.unexpected_answers.iter().take(5).collect::<Vec<_>>()),
+            format!(
+                "unexpected answers: {} {:?}",
+                self.unexpected_answers.len(),
+                self.unexpected_answers.iter().take(5).collect::<Vec<_>>()
+            ),
             format!("consistent reads answered 410 compacted: {}", self.consistent_compacted),
             format!("harness errors: {:?}", self.harness_errors),
         ]);
@@ -204,7 +208,13 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
         subscribers.push(tokio::spawn(workload::subscriber(plan, fence_rx.clone(), give_up.clone())));
     }
     let compactions = Arc::new(AtomicU64::new(0));
-    let compactor = tokio::spawn(compact(client.clone(), oracle.head.clone(), compaction_lag, compactions.clone(), stop.clone()));
+    let compactor = tokio::spawn(compact(
+        client.clone(),
+        oracle.head.clone(),
+        compaction_lag,
+        compactions.clone(),
+        stop.clone(),
+    ));
 
     let schedule = faults::schedule(&mut rng, &KINDS, replica_count, 1000);
     let under_faults = Instant::now();
@@ -216,7 +226,9 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
         match tokio::time::timeout(FAULT_TIMEOUT, faults::inject(fault, &mut cluster, &mut replicas)).await {
             Ok(Ok(())) => *out.faults.entry(fault.kind).or_default() += 1,
             Ok(Err(e)) => out.harness_errors.push(format!("{}: {e}", fault.kind)),
-            Err(_) => out.harness_errors.push(format!("{} did not heal within {FAULT_TIMEOUT:?}", fault.kind)),
+            Err(_) => {
+                out.harness_errors.push(format!("{} did not heal within {FAULT_TIMEOUT:?}", fault.kind))
+            }
         }
     }
 

@@ -153,8 +153,13 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
     let subscribers = env_number("SOAK_SUBSCRIBERS", 1000) as usize;
     let rate = env_number("SOAK_WRITES_PER_SEC", 200).max(1);
     let fault_every = Duration::from_secs(env_number("SOAK_FAULT_EVERY", 60));
-    let seed = std::env::var("SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..1_000_000_000));
-    println!("soak: seed {seed}, {seconds} s, {subscribers} subscribers, {rate} writes/s, a fault every {fault_every:?}");
+    let seed = std::env::var("SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..1_000_000_000));
+    println!(
+        "soak: seed {seed}, {seconds} s, {subscribers} subscribers, {rate} writes/s, a fault every {fault_every:?}"
+    );
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let mut cluster = EtcdCluster::start().await;
@@ -193,7 +198,12 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
                     () = stop.cancelled() => return,
                     _ = tick.tick() => {}
                 }
-                match tokio::time::timeout(Duration::from_secs(5), workload::write_one(&mut client, &mut wrng)).await {
+                match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    workload::write_one(&mut client, &mut wrng),
+                )
+                .await
+                {
                     Ok(Ok(r)) => {
                         acked.revision.fetch_max(r, Ordering::SeqCst);
                         acked.writes.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +253,12 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         let elapsed = began.elapsed();
         if rss_start.is_none() && elapsed >= warmup {
             rss_start = Some(gateway.rss_kib());
-            println!("soak: start RSS {} KiB at {:?} with {} streams", rss_start.unwrap_or(0), elapsed, tally.connected.load(Ordering::Relaxed));
+            println!(
+                "soak: start RSS {} KiB at {:?} with {} streams",
+                rss_start.unwrap_or(0),
+                elapsed,
+                tally.connected.load(Ordering::Relaxed)
+            );
         }
         if elapsed.as_secs() % 60 == 0 {
             let rss = gateway.rss_kib();
@@ -259,7 +274,12 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         if elapsed >= next_fault {
             next_fault += fault_every;
             if let Some(fault) = schedule.next() {
-                match tokio::time::timeout(Duration::from_secs(90), faults::inject(&fault, &mut cluster, &mut replicas)).await {
+                match tokio::time::timeout(
+                    Duration::from_secs(90),
+                    faults::inject(&fault, &mut cluster, &mut replicas),
+                )
+                .await
+                {
                     Ok(Ok(())) => *faults_done.entry(fault.kind).or_default() += 1,
                     other => println!("soak: fault {} failed: {other:?}", fault.kind),
                 }
@@ -282,11 +302,22 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
     let writes = acked.writes.load(Ordering::Relaxed);
     println!("soak: SUMMARY");
     println!("duration: {:.0} s, seed {seed}", began.elapsed().as_secs_f64());
-    println!("subscribers: {subscribers}, streams open at the end: {streams_at_end}, streams opened: {}", tally.connects.load(Ordering::Relaxed));
-    println!("writes acknowledged: {writes} ({:.0}/s), failed: {}", writes as f64 / began.elapsed().as_secs_f64(), acked.failed.load(Ordering::Relaxed));
+    println!(
+        "subscribers: {subscribers}, streams open at the end: {streams_at_end}, streams opened: {}",
+        tally.connects.load(Ordering::Relaxed)
+    );
+    println!(
+        "writes acknowledged: {writes} ({:.0}/s), failed: {}",
+        writes as f64 / began.elapsed().as_secs_f64(),
+        acked.failed.load(Ordering::Relaxed)
+    );
     println!("compactions: {}", compactions.load(Ordering::Relaxed));
     println!("faults: {faults_done:?}");
-    println!("changes received: {}, resets: {}", tally.changes.load(Ordering::Relaxed), tally.resets.load(Ordering::Relaxed));
+    println!(
+        "changes received: {}, resets: {}",
+        tally.changes.load(Ordering::Relaxed),
+        tally.resets.load(Ordering::Relaxed)
+    );
     println!("out of order or duplicated: {}", tally.out_of_order.load(Ordering::Relaxed));
     println!("RSS start: {} KiB, end: {rss_end} KiB, per minute: {samples:?}", rss_start.unwrap_or(0));
     assert_eq!(tally.out_of_order.load(Ordering::Relaxed), 0, "a change at or below the last id");

@@ -68,7 +68,13 @@ pub struct Acked {
 }
 
 /// Writes until `stop`: one operation, then a pause of `pause_ms`.
-pub async fn writer(mut client: Client, seed: u64, pause_ms: (u64, u64), acked: Arc<Acked>, stop: CancellationToken) {
+pub async fn writer(
+    mut client: Client,
+    seed: u64,
+    pause_ms: (u64, u64),
+    acked: Arc<Acked>,
+    stop: CancellationToken,
+) {
     let mut rng = fastrand::Rng::with_seed(seed);
     while !stop.is_cancelled() {
         let result = tokio::time::timeout(Duration::from_secs(5), write_one(&mut client, &mut rng)).await;
@@ -149,10 +155,15 @@ pub struct SubscriberPlan {
 
 /// Watches until `fence` is set and the stream is complete up to it (or
 /// `give_up` passes), disconnecting and resuming at random before that.
-pub async fn subscriber(plan: SubscriberPlan, mut fence: watch::Receiver<Option<i64>>, give_up: CancellationToken) -> SubscriberLog {
+pub async fn subscriber(
+    plan: SubscriberPlan,
+    mut fence: watch::Receiver<Option<i64>>,
+    give_up: CancellationToken,
+) -> SubscriberLog {
     let mut rng = fastrand::Rng::with_seed(plan.seed);
     let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build().expect("client");
-    let mut out = SubscriberLog { selection: plan.selection.clone(), log: Vec::new(), connects: 0, switches: 0 };
+    let mut out =
+        SubscriberLog { selection: plan.selection.clone(), log: Vec::new(), connects: 0, switches: 0 };
     // `Last-Event-ID` as EventSource keeps it: the last `id:` received.
     let mut last_id: Option<i64> = None;
     let mut in_snapshot = false;
@@ -171,7 +182,10 @@ pub async fn subscriber(plan: SubscriberPlan, mut fence: watch::Receiver<Option<
             (None, Some(s)) => (Some(s), false),
             (None, None) => (None, true),
         };
-        let mut url = format!("{}/v1/namespaces/{NAMESPACE}/watch?progress_interval=1s&{query}", plan.replicas[replica]);
+        let mut url = format!(
+            "{}/v1/namespaces/{NAMESPACE}/watch?progress_interval=1s&{query}",
+            plan.replicas[replica]
+        );
         if snapshot {
             url.push_str("&snapshot=true");
         }
@@ -209,7 +223,9 @@ pub async fn subscriber(plan: SubscriberPlan, mut fence: watch::Receiver<Option<
             let Some(Ok(event)) = item else { break };
             let Some(received) = parse_event(&event.event, &event.data) else { continue };
             match &received {
-                Received::Change { revision, .. } | Received::Synced(revision) | Received::Progress(revision) => {
+                Received::Change { revision, .. }
+                | Received::Synced(revision)
+                | Received::Progress(revision) => {
                     last_id = Some(*revision);
                 }
                 _ => {}
@@ -288,7 +304,12 @@ pub struct ReaderLog {
 }
 
 /// Reads at random until `stop`: one key or a range, some `consistent=true`.
-pub async fn reader(seed: u64, replicas: Vec<String>, acked: Arc<Acked>, stop: CancellationToken) -> ReaderLog {
+pub async fn reader(
+    seed: u64,
+    replicas: Vec<String>,
+    acked: Arc<Acked>,
+    stop: CancellationToken,
+) -> ReaderLog {
     let mut rng = fastrand::Rng::with_seed(seed);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let mut out = ReaderLog::default();
