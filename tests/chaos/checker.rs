@@ -179,6 +179,8 @@ pub enum Received {
     /// The client opened a stream, resuming from `since` (`Last-Event-ID`)
     /// or, without it, asking for a snapshot or starting now.
     Connect {
+        /// Which replica.
+        replica: usize,
         /// The resume revision sent.
         since: Option<i64>,
         /// `snapshot=true` was asked.
@@ -307,10 +309,14 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
     let mut pos: Option<i64> = None;
     let mut delivered = BTreeSet::new();
     let mut pending: Option<Pending> = None;
+    let mut stream = String::new();
     for (i, item) in log.iter().enumerate() {
-        let at = |what: &str| format!("{name} #{i} {what}");
+        if let Received::Connect { replica, since, .. } = item {
+            stream = format!("stream #{i} on replica {replica} from {since:?}");
+        }
+        let at = |what: &str| format!("{name} #{i} ({stream}) {what}");
         match item {
-            Received::Connect { since, snapshot } => {
+            Received::Connect { since, snapshot, .. } => {
                 pending = snapshot.then_some(Pending { revision: None, kvs: Vec::new() });
                 // A resume below the position follows an id that went back
                 // (flagged there); what it repeats is flagged as duplicated.

@@ -43,7 +43,7 @@ fn events(revision: i64) -> Vec<Event> {
 }
 
 fn connect(since: i64) -> Received {
-    Received::Connect { since: Some(since), snapshot: false }
+    Received::Connect { replica: 0, since: Some(since), snapshot: false }
 }
 
 fn faults(checked: &Checked) -> Vec<Fault> {
@@ -152,7 +152,7 @@ fn a_reset_with_the_right_snapshot_passes_and_a_wrong_one_is_reported() {
 
 #[test]
 fn a_snapshot_asked_for_is_checked_like_one_after_a_reset() {
-    let asked = Received::Connect { since: None, snapshot: true };
+    let asked = Received::Connect { replica: 0, since: None, snapshot: true };
     let right = Received::Snapshot { revision: 3, kvs: vec![kv("b", "1", 3, 3, 1), kv("a", "1", 2, 2, 1)] };
     let c = check(&[asked.clone(), right, Received::Synced(3), change(4), change(5)]);
     assert_eq!(faults(&c), vec![]);

@@ -159,7 +159,9 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
     // Its own token: it records past the end of the writes, up to the fence.
     let oracle = Oracle::start(endpoints.clone(), start, CancellationToken::new());
 
-    let replica_count = if rng.bool() { 2 } else { 1 };
+    let drawn = if rng.bool() { 2 } else { 1 };
+    // `CHAOS_REPLICAS` overrides the draw (to tell replicas' logs apart).
+    let replica_count = crate::env_number("CHAOS_REPLICAS", drawn).clamp(1, 2) as usize;
     out.two_replica_runs = u64::from(replica_count == 2);
     let history_revisions = [20, 200, 2000][rng.usize(..3)];
     let compaction_lag = [0, 50, 500][rng.usize(..3)];

@@ -201,7 +201,7 @@ pub async fn subscriber(
             }
         };
         out.connects += 1;
-        out.log.push(Received::Connect { since, snapshot });
+        out.log.push(Received::Connect { replica, since, snapshot });
         in_snapshot = snapshot;
         let life = Duration::from_millis(rng.u64(200..=plan.max_stream_ms));
         let voluntary_end = Instant::now() + life;
@@ -238,6 +238,9 @@ pub async fn subscriber(
             let ends = matches!(received, Received::Error(_));
             out.log.push(received);
             if ends {
+                // As EventSource does, wait (less than the `retry:` asked,
+                // to press the gateway) before resuming.
+                tokio::time::sleep(Duration::from_millis(rng.u64(100..1000))).await;
                 break;
             }
         }
