@@ -41,6 +41,20 @@ pub fn batches(prefix: &Prefix, response: &WatchResponse) -> Result<Vec<Revision
     Ok(batches)
 }
 
+/// The revision to open a watch at when every revision up to `known` is
+/// already applied: `known` itself, not `known + 1`; the caller drops the
+/// events of `known` again.
+///
+/// etcd removes a delete's tombstone when it compacts at exactly the delete's
+/// revision (etcd #18089, fixed later by etcd #18274; Debian's 3.4.23 has
+/// it), and lets a watch start at the compaction revision: a watch from
+/// `known + 1` just after a compaction at `known + 1` silently misses that
+/// revision's deletes. From `known`, etcd answers such a watch `compacted`
+/// instead, and the caller re-lists or resets as for any compaction.
+pub fn watch_from(known: Revision) -> Revision {
+    known.max(1)
+}
+
 /// Whether etcd `version` sends progress notifications in order with
 /// events. Before 3.4.25 and 3.5.8 a requested progress notification could
 /// overtake events of its own revision (etcd #15220, fixed by etcd #15237).
@@ -124,6 +138,13 @@ impl ProgressGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_open_at_the_last_known_revision_never_at_now() {
+        assert_eq!(watch_from(41), 41, "one early: a compaction at 42 answers compacted");
+        // 0 would mean "from now" to etcd.
+        assert_eq!(watch_from(0), 1);
+    }
 
     #[test]
     fn versions_with_ordered_progress() {
