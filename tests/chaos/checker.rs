@@ -450,6 +450,8 @@ pub struct Read {
     pub revision: i64,
     /// The kvs of the body (none for a 404 `key_not_found`).
     pub kvs: Vec<Kv>,
+    /// The request and its answer's cache status, for a person.
+    pub request: String,
     /// The answer must reflect at least this revision (`consistent=true`:
     /// etcd's revision before the request), else 0.
     pub at_least: i64,
@@ -460,7 +462,7 @@ pub fn check_reads(history: &History, reads: &[Read]) -> Checked {
     let mut out = Checked::default();
     for (i, read) in reads.iter().enumerate() {
         out.reads += 1;
-        let at = format!("read #{i} {:?}", read.selection);
+        let at = format!("read #{i} {:?} ({})", read.selection, read.request);
         if read.revision < read.at_least {
             out.flag(
                 Fault::WrongRead,

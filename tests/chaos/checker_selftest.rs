@@ -169,6 +169,7 @@ fn reads_must_equal_etcds_state_at_their_revision() {
         revision,
         kvs,
         at_least,
+        request: String::new(),
     };
     let right = [
         read(Selection::All, 3, vec![kv("a", "1", 2, 2, 1), kv("b", "1", 3, 3, 1)], 0),

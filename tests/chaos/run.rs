@@ -64,6 +64,8 @@ pub struct Outcome {
     pub catch_ups: BTreeMap<String, f64>,
     /// The gateways' reset counter by reason.
     pub gateway_resets: BTreeMap<String, f64>,
+    /// The gateways' etcd watch restarts by reason.
+    pub watch_restarts: BTreeMap<String, f64>,
     /// Read answers no fault explains (status and body).
     pub unexpected_answers: Vec<String>,
     /// `consistent=true` reads answered 410 `compacted`.
@@ -97,6 +99,9 @@ impl Outcome {
         for (k, v) in other.gateway_resets {
             *self.gateway_resets.entry(k).or_default() += v;
         }
+        for (k, v) in other.watch_restarts {
+            *self.watch_restarts.entry(k).or_default() += v;
+        }
         self.harness_errors.extend(other.harness_errors);
         self.unexpected_answers.extend(other.unexpected_answers);
         self.consistent_compacted += other.consistent_compacted;
@@ -126,6 +131,7 @@ impl Outcome {
             format!("in-stream errors by code: {:?}", c.errors),
             format!("gateway resets by reason: {:?}", self.gateway_resets),
             format!("gateway catch-ups by outcome: {:?}", self.catch_ups),
+            format!("gateway etcd watch restarts by reason: {:?}", self.watch_restarts),
             format!("lost: {}", c.count(Fault::Lost)),
             format!("duplicated: {}", c.count(Fault::Duplicated)),
             format!("reordered: {}", c.count(Fault::Reordered)),
@@ -304,6 +310,7 @@ pub async fn run(seed: u64, settings: &Settings) -> Outcome {
     }
     out.catch_ups = faults::by_label(&samples, "etcd_cache_gateway_catch_ups_total", "outcome");
     out.gateway_resets = faults::by_label(&samples, "etcd_cache_gateway_sse_resets_total", "reason");
+    out.watch_restarts = faults::by_label(&samples, "etcd_cache_gateway_watch_restarts_total", "reason");
     out.wall = began.elapsed();
     for v in out.checked.violations.iter().take(20) {
         println!("chaos: seed {seed}: {v}");

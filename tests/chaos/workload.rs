@@ -338,6 +338,12 @@ pub async fn reader(
                 .get("x-etcd-revision")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<i64>().ok());
+            let cache_status = response
+                .headers()
+                .get("x-cache-status")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
             let body: Value = response.json().await.unwrap_or(Value::Null);
             // 410 to a `revision=` read: etcd compacted it, as documented.
             // 410 to `consistent=true` is a finding (RELIABILITY.md): the
@@ -355,7 +361,8 @@ pub async fn reader(
                 _ => None,
             };
             if let (Some(kvs), Some(revision)) = (kvs, revision) {
-                out.reads.push(Read { selection, revision, kvs, at_least });
+                let request = format!("{status} {cache_status} for {url}");
+                out.reads.push(Read { selection, revision, kvs, at_least, request });
             }
         }
         tokio::time::sleep(Duration::from_millis(rng.u64(5..40))).await;
