@@ -98,7 +98,8 @@ impl History {
                         Ok(batches) => batches,
                         Err(message) => return Some(Err(UpstreamError::Failed { message })),
                     };
-                    // The watch opened at `last` itself (`feed::watch_from`).
+                    // The watch opened at `last` itself (`feed::watch_from`: a catch-up is
+                    // behind by definition).
                     let known = self.last;
                     for batch in batches.into_iter().filter(|b| b.revision > known) {
                         self.last = batch.revision;
@@ -126,8 +127,9 @@ impl History {
     async fn open(&mut self) -> Result<(), UpstreamError> {
         let (start, end) = self.prefix.etcd_range(&self.range);
         let (_, client) = self.client.current();
-        let mut options =
-            WatchOptions::new().with_range(end).with_start_revision(feed::watch_from(self.last));
+        let mut options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(feed::watch_from(self.last, Revision::MAX));
         if self.prev_kv {
             options = options.with_prev_key();
         }
