@@ -296,8 +296,11 @@ impl Checked {
 }
 
 /// A snapshot being received: after a reset or a `snapshot=true` connect.
+/// The reset names the head when it was decided; the snapshot may be taken
+/// at a later head (API.md promises no more), never an earlier one.
 struct Pending {
-    revision: Option<i64>,
+    reset: Option<i64>,
+    chunks: Option<i64>,
     kvs: Vec<Kv>,
 }
 
@@ -317,7 +320,7 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
         let at = |what: &str| format!("{name} #{i} ({stream}) {what}");
         match item {
             Received::Connect { since, snapshot, .. } => {
-                pending = snapshot.then_some(Pending { revision: None, kvs: Vec::new() });
+                pending = snapshot.then_some(Pending { reset: None, chunks: None, kvs: Vec::new() });
                 // A resume below the position follows an id that went back
                 // (flagged there); what it repeats is flagged as duplicated.
                 match (since, pos) {
@@ -362,11 +365,12 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
             Received::Synced(h) | Received::Progress(h) => {
                 if let Some(snap) = pending.take() {
                     out.snapshots += 1;
-                    if snap.revision.is_some_and(|r| r != *h) {
-                        out.flag(
-                            Fault::Protocol,
-                            at(&format!("snapshot at {:?} synced at {h}", snap.revision)),
+                    if snap.chunks.is_some_and(|r| r != *h) || snap.reset.is_some_and(|r| r > *h) {
+                        let what = format!(
+                            "reset at {:?}, snapshot at {:?}, synced at {h}",
+                            snap.reset, snap.chunks
                         );
+                        out.flag(Fault::Protocol, at(&what));
                     }
                     check_snapshot(history, selection, *h, &snap.kvs, &mut out, &at("snapshot"));
                     delivered.clear();
@@ -390,17 +394,20 @@ pub fn check_subscriber(history: &History, selection: &Selection, log: &[Receive
             }
             Received::Reset { code, revision } => {
                 *out.resets.entry(code.clone()).or_default() += 1;
-                pending = Some(Pending { revision: Some(*revision), kvs: Vec::new() });
+                pending = Some(Pending { reset: Some(*revision), chunks: None, kvs: Vec::new() });
             }
             Received::Snapshot { revision, kvs } => match &mut pending {
                 Some(snap) => {
-                    if snap.revision.is_some_and(|r| r != *revision) {
-                        out.flag(
-                            Fault::Protocol,
-                            at(&format!("snapshot chunk at {revision}, not {:?}", snap.revision)),
+                    if snap.chunks.is_some_and(|r| r != *revision)
+                        || snap.reset.is_some_and(|r| r > *revision)
+                    {
+                        let what = format!(
+                            "snapshot chunk at {revision} after reset {:?}, chunks {:?}",
+                            snap.reset, snap.chunks
                         );
+                        out.flag(Fault::Protocol, at(&what));
                     }
-                    snap.revision = Some(*revision);
+                    snap.chunks = Some(*revision);
                     snap.kvs.extend(kvs.iter().cloned());
                 }
                 None => out.flag(Fault::Protocol, at(&format!("snapshot at {revision} without reset"))),

@@ -195,3 +195,16 @@ fn reads_must_equal_etcds_state_at_their_revision() {
     ];
     assert_eq!(faults(&check_reads(&h, &wrong)), vec![Fault::WrongRead; 3]);
 }
+
+#[test]
+fn a_snapshot_may_follow_its_reset_at_a_later_revision_never_an_earlier_one() {
+    let reset = Received::Reset { code: "lagged".into(), revision: 3 };
+    let later = Received::Snapshot { revision: 4, kvs: vec![kv("b", "1", 3, 3, 1)] };
+    let c = check(&[connect(1), change(2), reset, later, Received::Synced(4), change(5)]);
+    assert_eq!(faults(&c), vec![]);
+
+    let reset = Received::Reset { code: "lagged".into(), revision: 4 };
+    let earlier = Received::Snapshot { revision: 3, kvs: vec![kv("a", "1", 2, 2, 1), kv("b", "1", 3, 3, 1)] };
+    let c = check(&[connect(1), change(2), reset, earlier, Received::Synced(3), change(4), change(5)]);
+    assert_eq!(faults(&c), vec![Fault::Protocol, Fault::Protocol]);
+}
