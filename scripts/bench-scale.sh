@@ -7,14 +7,18 @@
 #      from the gateway's start to /readyz (the namespace fully loaded).
 #   2. Memory: the gateway's RSS once ready, minus the RSS of a gateway
 #      serving an empty namespace, per key; and the history's bytes.
-#   3. Watch throughput: W watchers on one prefix, directly on etcd (one
+#   3. History bound: gateways follow a load of HISTORY_KEYS keys (128 puts
+#      per revision) through their watch, one with the default window only
+#      (history_revisions = 10000, i.e. every event of the load) and one
+#      bounded by HISTORY_BYTES: RSS growth and the history's own figures.
+#   4. Watch throughput: W watchers on one prefix, directly on etcd (one
 #      gRPC connection each) and as SSE subscribers of the gateway, while
 #      20,000 puts go through etcd: events delivered per second, the
 #      writer's rate, CPU per delivered event (benches/scale.rs).
 #
 #   scripts/bench-scale.sh                       # 100k and 1M keys; 10, 100, 1000 watchers
 #   KEYS="100000" WATCHERS="10 100" ROUNDS=1 scripts/bench-scale.sh
-#   PARTS="bootstrap" scripts/bench-scale.sh     # or "watch"
+#   PARTS="bootstrap" scripts/bench-scale.sh     # or "history", "watch"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
@@ -25,7 +29,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 keys_list="${KEYS:-100000 1000000}"
 watchers_list="${WATCHERS:-10 100 1000}"
 rounds="${ROUNDS:-3}"
-parts="${PARTS:-bootstrap watch}"
+parts="${PARTS:-bootstrap history watch}"
 etcd_bin="${ETCD_BIN:-$DEBIAN_ETCD}"
 
 echo "==> building (release)"
@@ -129,6 +133,35 @@ bootstrap() {
   stop "$etcd_pid"
 }
 
+# metric NAME: the gateway's gauge NAME for namespace default.
+metric() {
+  curl -fsS "${gw_url}/metrics" | awk -v m="etcd_cache_gateway_$1{namespace=\"default\"}" '$1 == m {print $2}'
+}
+
+history() {
+  local n="${HISTORY_KEYS:-1000000}" bound="${HISTORY_BYTES:-64MiB}" label toml before head
+  start_etcd_big "etcd-history"
+  for label in unbounded bounded; do
+    toml="[cache]"$'\n'"max_history_bytes = \"1TiB\""
+    [ "$label" = bounded ] && toml="[cache]"$'\n'"max_history_bytes = \"$bound\""
+    start_gateway "gw-history-$label" "history-$label/" "$toml"
+    wait_ready >/dev/null
+    before=$(rss_kib "$gw_pid")
+    SCALE_MODE=load SCALE_ETCD="$etcd_url" SCALE_PREFIX="history-$label/" SCALE_KEYS="$n" tool
+    head=$(ETCDCTL_API=3 etcdctl --endpoints="$etcd_url" get x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+    for _ in $(seq 1 6000); do
+      [ "$(metric revision)" -ge "$head" ] 2>/dev/null && break
+      sleep 0.05
+    done
+    [ "$(metric revision)" -ge "$head" ] || { echo "the gateway did not follow the load" >&2; exit 1; }
+    printf 'history: %s keys=%d max_history_bytes=%s rss_growth_mib=%.0f history_bytes_mib=%.1f history_entries=%s\n' \
+      "$label" "$n" "$( [ "$label" = bounded ] && echo "$bound" || echo unbounded)" \
+      "$(calc "($(rss_kib "$gw_pid") - $before) / 1024")" "$(calc "$(metric history_bytes) / 1048576")" "$(metric history_entries)"
+    stop "$gw_pid"
+  done
+  stop "$etcd_pid"
+}
+
 watch() {
   local w target
   start_etcd_big "etcd-watch"
@@ -148,6 +181,7 @@ watch() {
 for part in $parts; do
   case "$part" in
     bootstrap) for n in $keys_list; do bootstrap "$n"; done ;;
+    history) history ;;
     watch) watch ;;
     *) echo "unknown part $part" >&2; exit 1 ;;
   esac

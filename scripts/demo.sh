@@ -83,6 +83,7 @@ cat <<TXT
 etcd-cache-gateway is running on ${base} (etcd: ${endpoint}), at revision ${revision}.
 Namespaces: "apps" (etcd prefix apps/) and "infra" (etcd prefix infra/).
 The gateway only reads: write with etcdctl, and watch the gateway follow.
+Web UI: open ${base}/ in a browser (live tree, values, event log, time travel).
 
 Paste this first; the README's examples use it:
   export GW=${base}

@@ -10,8 +10,9 @@ ensure_build_tools
 # TLS test makes its certificates with openssl.
 ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl
 # The Python tools the tests run, pinned, in .venv (schemathesis fuzzes the
-# live gateway from openapi/openapi.yaml).
-ensure_venv schemathesis==4.32.5
+# live gateway from openapi/openapi.yaml; OpenStack's etcd3gw client drives
+# the etcd JSON API, tests/clients/etcd3gw_scenarios.py).
+ensure_venv schemathesis==4.32.5 etcd3gw==2.7.0
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,6 +8,7 @@
 //! calls [`run`]. Tests call the same [`run`] (or [`app`]) on port 0.
 
 pub mod api;
+pub mod assets;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod namespaces;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -50,8 +52,12 @@ pub enum RunError {
 /// The whole HTTP application: the operational routes and every API
 /// surface, in the shared middleware.
 pub fn app(state: AppState) -> Router {
-    let routes =
+    let mut routes =
         http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    routes = routes.merge(http::router(&assets::client::ROUTES)).merge(http::router(&ui::ROUTES));
+    if state.config.etcd_api.enabled {
+        routes = routes.merge(api::etcd_v3::router(state.clone()));
+    }
     http::finish(routes, &state, route_templates())
 }
 
@@ -59,7 +65,10 @@ pub fn app(state: AppState) -> Router {
 /// document lists exactly these).
 pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).collect()
+    let client = assets::client::ROUTES.iter().map(|(path, _)| *path);
+    let ui = ui::ROUTES.iter().map(|(path, _)| *path);
+    let etcd_v3 = api::etcd_v3::ROUTES.iter().map(|(path, _)| *path);
+    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(client).chain(ui).chain(etcd_v3).collect()
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains

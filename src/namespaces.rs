@@ -45,6 +45,9 @@ pub fn policy(config: &CacheConfig) -> Box<dyn EvictionPolicy> {
 pub struct Namespaces {
     list: Arc<[Arc<Namespace>]>,
     values: ValueStore,
+    /// The etcd client the caches read through, for surfaces that must ask
+    /// etcd what the cache cannot answer (etcd's JSON API).
+    etcd: EtcdClient,
 }
 
 impl std::fmt::Debug for ValueStore {
@@ -69,13 +72,14 @@ impl Namespaces {
                     id: u32::try_from(id).unwrap_or(u32::MAX),
                     consistent_read_timeout: policy_config.consistent_read_timeout.get(),
                     wait_timeout: policy_config.wait_timeout.get(),
+                    max_history_bytes: policy_config.max_history_bytes.bytes(),
                 };
                 let loader = EtcdSource::new(client.clone(), Prefix::new(ns.prefix.clone()));
                 let cache = WatchCache::new(options, values.clone(), Arc::new(loader), policy(policy_config));
                 Arc::new(Namespace { config: ns.clone(), cache, frames: FrameMemo::default() })
             })
             .collect();
-        Self { list, values }
+        Self { list, values, etcd: client.clone() }
     }
 
     /// Starts one reflector per namespace and the value store's maintenance,
@@ -128,6 +132,11 @@ impl Namespaces {
     /// Reports of every namespace.
     pub fn reports(&self) -> Vec<NamespaceStatus> {
         self.list.iter().map(|ns| ns.cache.report()).collect()
+    }
+
+    /// The etcd client.
+    pub fn etcd(&self) -> &EtcdClient {
+        &self.etcd
     }
 
     /// The shared value store.

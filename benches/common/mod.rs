@@ -46,7 +46,8 @@ impl Source for NoEtcd {
 
 /// The key of item `i`: realistic shape, sorted like the numbers.
 pub fn key(i: usize) -> Bytes {
-    Bytes::from(format!("services/region-{:02}/svc-{i:08}", i % 16))
+    // Exactly sized, as the gateway keeps what it decodes from etcd.
+    Bytes::from(format!("services/region-{:02}/svc-{i:08}", i % 16).into_bytes().into_boxed_slice())
 }
 
 /// A value of `VALUE_BYTES`.
@@ -54,7 +55,12 @@ pub fn value(i: usize) -> Bytes {
     let mut v = format!("{{\"id\":{i},\"payload\":\"").into_bytes();
     v.resize(VALUE_BYTES - 2, b'x');
     v.extend_from_slice(b"\"}");
-    Bytes::from(v)
+    Bytes::from(v.into_boxed_slice())
+}
+
+/// A source that is never read (benchmarks keep every value in memory).
+pub fn no_etcd() -> Arc<dyn Source> {
+    Arc::new(NoEtcd)
 }
 
 /// A loaded cache of `n` keys at revision `n`.
@@ -64,10 +70,10 @@ pub async fn filled_cache(n: usize, history_revisions: u64) -> WatchCache {
         id: 0,
         consistent_read_timeout: Duration::from_secs(1),
         wait_timeout: Duration::from_secs(1),
+        max_history_bytes: u64::MAX,
     };
     let values = ValueStore::new(u64::MAX / 4, None);
-    let cache =
-        WatchCache::new(options, values, Arc::new(NoEtcd), Box::new(RevisionPolicy { history_revisions }));
+    let cache = WatchCache::new(options, values, no_etcd(), Box::new(RevisionPolicy { history_revisions }));
     fill(&cache, n).await;
     cache
 }

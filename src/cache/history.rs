@@ -10,9 +10,42 @@ use bytes::Bytes;
 
 use super::types::{Event, Meta, Revision};
 
-/// The key → metadata map of one revision. Structurally shared between
+/// The key → version map of one revision. Structurally shared between
 /// revisions: each applied batch costs O(changes · log n), not O(n).
-pub type Index = imbl::OrdMap<Bytes, Meta>;
+pub type Index = imbl::OrdMap<Bytes, Stored>;
+
+/// One key's version in an index: its metadata and, when the value store
+/// keeps it with the index, its value (shared with the events that wrote
+/// it, and dropped with the last index version that holds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Everything but the value.
+    pub meta: Meta,
+    /// The value when kept with the index; `None`: in the value cache, or
+    /// in etcd only.
+    pub value: Option<Bytes>,
+}
+
+/// A version a batch replaced or deleted: its value can be dropped once the
+/// batch leaves the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Superseded {
+    /// The key.
+    pub key: Bytes,
+    /// The version's `mod_revision`.
+    pub mod_revision: Revision,
+    /// The value's length when it was kept with the index (its bytes are
+    /// released from the budget then); `None`: it is in the value cache.
+    pub inline_len: Option<usize>,
+}
+
+impl Superseded {
+    /// The version `stored` of `key`, replaced.
+    pub fn of(key: Bytes, stored: &Stored) -> Self {
+        let inline_len = stored.value.as_ref().map(Bytes::len);
+        Self { key, mod_revision: stored.meta.mod_revision, inline_len }
+    }
+}
 
 /// How an entry came to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,11 +67,14 @@ pub struct Entry {
     pub events: Box<[Event]>,
     /// The state of the namespace after this revision.
     pub index: Index,
-    /// Versions this batch replaced or deleted, `(key, mod_revision)`: their
-    /// values can be dropped once this entry leaves the window.
-    pub superseded: Box<[(Bytes, Revision)]>,
+    /// Versions this batch replaced or deleted: their values can be dropped
+    /// once this entry leaves the window.
+    pub superseded: Box<[Superseded]>,
     /// When the entry was applied (for time-based policies).
     pub applied_at: Instant,
+    /// What the entry costs as history, charged against the window's byte
+    /// bound: see [`Entry::history_bytes`].
+    pub bytes: u64,
 }
 
 impl Entry {
@@ -48,11 +84,32 @@ impl Entry {
         kind: EntryKind,
         events: Box<[Event]>,
         index: Index,
-        superseded: Box<[(Bytes, Revision)]>,
+        superseded: Box<[Superseded]>,
     ) -> Self {
-        Self { revision, kind, events, index, superseded, applied_at: Instant::now() }
+        let bytes = Self::history_bytes(&events);
+        Self { revision, kind, events, index, superseded, applied_at: Instant::now(), bytes }
+    }
+
+    /// The memory a batch of `events` holds as history: keys, values and
+    /// previous values, plus [`HISTORY_EVENT_OVERHEAD_BYTES`] each (the
+    /// event, its superseded record and the index nodes it copied). A
+    /// snapshot's state is the namespace's, not history: it costs nothing.
+    pub fn history_bytes(events: &[Event]) -> u64 {
+        events
+            .iter()
+            .map(|e| {
+                let prev = e.prev_kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
+                (e.kv.key.len() + e.kv.value.len() + prev + HISTORY_EVENT_OVERHEAD_BYTES) as u64
+            })
+            .sum()
     }
 }
+
+/// Bytes charged per history event beyond its keys and values. Measured as
+/// RSS growth per event with one random key changed per revision, the
+/// costliest shape (BENCHMARKS.md, `cargo bench --bench memory`): each such
+/// revision copies the index nodes on its key's path.
+pub const HISTORY_EVENT_OVERHEAD_BYTES: usize = 1024;
 
 /// The window: entries in increasing revision order, never empty once loaded.
 #[derive(Clone, Debug, Default)]
@@ -61,12 +118,14 @@ pub struct History {
     /// Every batch after this revision is in the window: the snapshot's
     /// revision, then the revision of the last trimmed entry.
     floor: Revision,
+    /// The sum of the entries' [`Entry::bytes`].
+    bytes: u64,
 }
 
 impl History {
     /// A window holding only `snapshot`.
     pub fn new(snapshot: Arc<Entry>) -> Self {
-        Self { floor: snapshot.revision, entries: imbl::Vector::unit(snapshot) }
+        Self { floor: snapshot.revision, bytes: snapshot.bytes, entries: imbl::Vector::unit(snapshot) }
     }
 
     /// All entries, oldest first.
@@ -113,20 +172,29 @@ impl History {
     /// Appends an entry newer than every other.
     pub fn push(&mut self, entry: Arc<Entry>) {
         debug_assert!(self.latest().is_none_or(|l| l.revision < entry.revision));
+        self.bytes += entry.bytes;
         self.entries.push_back(entry);
     }
 
-    /// Drops entries that the window no longer needs to serve `window_start`:
-    /// every entry whose successor is at or before it. Returns them.
-    pub fn trim(&mut self, window_start: Revision) -> Vec<Arc<Entry>> {
+    /// Drops entries that the window no longer needs to serve `window_start`
+    /// (every entry whose successor is at or before it), then the oldest
+    /// ones while the window holds more than `max_bytes`; the latest entry
+    /// always stays. Returns them.
+    pub fn trim(&mut self, window_start: Revision, max_bytes: u64) -> Vec<Arc<Entry>> {
         let mut dropped = Vec::new();
-        while self.entries.len() > 1 && self.entries[1].revision <= window_start {
+        while self.entries.len() > 1 && (self.entries[1].revision <= window_start || self.bytes > max_bytes) {
             if let Some(entry) = self.entries.pop_front() {
                 self.floor = entry.revision;
+                self.bytes -= entry.bytes;
                 dropped.push(entry);
             }
         }
         dropped
+    }
+
+    /// What the window's entries cost, against the byte bound.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Number of entries in the window.
@@ -143,6 +211,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::types::{EventKind, KeyValue};
 
     fn entry(revision: Revision, kind: EntryKind) -> Arc<Entry> {
         Arc::new(Entry::new(revision, kind, Box::new([]), Index::new(), Box::new([])))
@@ -170,12 +239,43 @@ mod tests {
         let mut h = History::new(entry(10, EntryKind::Snapshot));
         h.push(entry(12, EntryKind::Batch));
         h.push(entry(15, EntryKind::Batch));
-        assert!(h.trim(11).is_empty(), "entry 10 still serves revision 11");
-        let dropped = h.trim(13);
+        assert!(h.trim(11, u64::MAX).is_empty(), "entry 10 still serves revision 11");
+        let dropped = h.trim(13, u64::MAX);
         assert_eq!(dropped.len(), 1);
         assert_eq!(h.oldest_revision(), Some(12));
         assert_eq!(h.min_cursor(), Some(10), "every batch after 10 is still there");
-        h.trim(100);
+        h.trim(100, u64::MAX);
         assert_eq!(h.len(), 1, "the latest entry always stays");
+    }
+
+    #[test]
+    fn trim_keeps_the_window_within_its_byte_bound() {
+        let batch = |revision: Revision| {
+            let kv = KeyValue {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from(vec![0; 100]),
+                meta: Meta {
+                    create_revision: 1,
+                    mod_revision: revision,
+                    version: 1,
+                    lease: 0,
+                    value_len: 100,
+                },
+            };
+            let prev_kv = Some(KeyValue { value: Bytes::from(vec![0; 10]), ..kv.clone() });
+            let events = Box::new([Event { kind: EventKind::Put, kv, prev_kv }]);
+            Arc::new(Entry::new(revision, EntryKind::Batch, events, Index::new(), Box::new([])))
+        };
+        let mut h = History::new(entry(10, EntryKind::Snapshot));
+        for revision in 11..=14 {
+            h.push(batch(revision));
+        }
+        let each = (1 + 100 + 1 + 10 + HISTORY_EVENT_OVERHEAD_BYTES) as u64;
+        assert_eq!(h.bytes(), 4 * each);
+        let dropped: Vec<Revision> = h.trim(0, 2 * each).iter().map(|e| e.revision).collect();
+        assert_eq!(dropped, [10, 11, 12]);
+        assert_eq!((h.bytes(), h.oldest_revision(), h.min_cursor()), (2 * each, Some(13), Some(12)));
+        h.trim(0, 0);
+        assert_eq!((h.bytes(), h.len()), (each, 1), "the latest entry always stays");
     }
 }

@@ -26,7 +26,7 @@ pub(crate) mod testing;
 mod tests;
 
 pub use error::ReadError;
-pub use history::{Entry, EntryKind, History, Index};
+pub use history::{Entry, EntryKind, HISTORY_EVENT_OVERHEAD_BYTES, History, Index, Stored, Superseded};
 pub use policy::{EvictionPolicy, RevisionPolicy, TtlPolicy};
 pub use read::At;
 pub use snapshot::{Page, Snapshot};
@@ -34,5 +34,5 @@ pub use source::{HistoryItem, LoadRequest, Loaded, Source};
 pub use status::{NamespaceStatus, Status, WatchRestart};
 pub use types::{Event, EventKind, KeyRange, KeyValue, Meta, Revision, RevisionBatch, prefix_end, successor};
 pub use upstream::UpstreamError;
-pub use values::{ENTRY_OVERHEAD_BYTES, ValueKey, ValueStats, ValueStore};
+pub use values::{ENTRY_OVERHEAD_BYTES, INLINE_OVERHEAD_BYTES, ValueKey, ValueStats, ValueStore};
 pub use watch_cache::{ApplyError, CacheOptions, ResetMark, ResetReason, SnapshotBuilder, View, WatchCache};

@@ -1,7 +1,8 @@
 //! [`Snapshot`]: a consistent state of a namespace at one revision, and the
 //! answers to gets, ranges and counts from it. An in-memory snapshot reads
-//! the index of its revision and the values from the value store (loading
-//! misses from etcd, a page's misses in one ranged read); an etcd-backed one
+//! the index of its revision and the values kept with it, else from the
+//! value cache (loading misses from etcd, a page's misses in one ranged
+//! read); an etcd-backed one
 //! (a revision outside the window, a consistent read that timed out) reads
 //! etcd directly.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::error::ReadError;
-use super::history::Index;
+use super::history::{Index, Stored};
 use super::source::{LoadRequest, Loaded};
 use super::types::{KeyRange, KeyValue, Meta, Revision};
 use super::upstream::UpstreamError;
@@ -86,7 +87,7 @@ impl Snapshot {
     pub async fn get(&self, key: &Bytes) -> Result<Option<KeyValue>, ReadError> {
         match &self.source {
             Backing::Index(index) => match index.get(key) {
-                Some(meta) => Ok(Some(self.value_of(key.clone(), *meta).await?)),
+                Some(stored) => Ok(Some(self.value_of(key.clone(), stored).await?)),
                 None => Ok(None),
             },
             Backing::Etcd => {
@@ -103,14 +104,17 @@ impl Snapshot {
     pub async fn range(&self, range: &KeyRange, limit: usize, keys_only: bool) -> Result<Page, ReadError> {
         match &self.source {
             Backing::Index(index) => {
-                let mut metas = metas_in(index, range);
-                let mut page: Vec<(Bytes, Meta)> =
-                    metas.by_ref().take(if limit == 0 { usize::MAX } else { limit }).collect();
-                let more = metas.next().is_some();
+                let mut stored = stored_in(index, range);
+                let page: Vec<(&Bytes, &Stored)> =
+                    stored.by_ref().take(if limit == 0 { usize::MAX } else { limit }).collect();
+                let more = stored.next().is_some();
                 let kvs = if keys_only {
-                    page.drain(..).map(|(key, meta)| KeyValue { key, value: Bytes::new(), meta }).collect()
+                    page.into_iter()
+                        .map(|(key, s)| KeyValue { key: key.clone(), value: Bytes::new(), meta: s.meta })
+                        .collect()
                 } else {
-                    self.values_of(page).await?
+                    self.values_of(page.into_iter().map(|(key, s)| (key.clone(), s.clone())).collect())
+                        .await?
                 };
                 Ok(Page { kvs, more })
             }
@@ -125,7 +129,7 @@ impl Snapshot {
             Backing::Index(index) => Some(index),
             Backing::Etcd => None,
         };
-        index.into_iter().flat_map(move |index| metas_in(index, range))
+        index.into_iter().flat_map(move |index| stored_in(index, range).map(|(k, s)| (k.clone(), s.meta)))
     }
 
     /// The values of `metas` (key-versions of this snapshot, as from
@@ -135,7 +139,17 @@ impl Snapshot {
     /// When values must be loaded from etcd and that fails.
     pub async fn values(&self, metas: Vec<(Bytes, Meta)>) -> Result<Vec<KeyValue>, ReadError> {
         match &self.source {
-            Backing::Index(_) => self.values_of(metas).await,
+            Backing::Index(index) => {
+                // The values kept with this snapshot's index, by version.
+                let versions = metas.into_iter().map(|(key, meta)| {
+                    let value = index
+                        .get(&key)
+                        .filter(|s| s.meta.mod_revision == meta.mod_revision)
+                        .and_then(|s| s.value.clone());
+                    (key, Stored { meta, value })
+                });
+                self.values_of(versions.collect()).await
+            }
             Backing::Etcd => {
                 let mut kvs = Vec::with_capacity(metas.len());
                 for (key, _) in metas {
@@ -152,7 +166,7 @@ impl Snapshot {
     /// When the snapshot is etcd-backed and etcd fails.
     pub async fn count(&self, range: &KeyRange) -> Result<u64, ReadError> {
         match &self.source {
-            Backing::Index(index) => Ok(metas_in(index, range).count() as u64),
+            Backing::Index(index) => Ok(stored_in(index, range).count() as u64),
             Backing::Etcd => {
                 let request =
                     LoadRequest { range: range.clone(), revision: self.revision, limit: 1, keys_only: true };
@@ -190,8 +204,13 @@ impl Snapshot {
     }
 
     /// The value of one version, from memory or (single-flight) from etcd.
-    async fn value_of(&self, key: Bytes, meta: Meta) -> Result<KeyValue, ReadError> {
+    async fn value_of(&self, key: Bytes, stored: &Stored) -> Result<KeyValue, ReadError> {
         let inner = &self.cache.inner;
+        let meta = stored.meta;
+        if let Some(value) = &stored.value {
+            ValueStats::count(&inner.stats.hits, 1);
+            return Ok(KeyValue { key, value: value.clone(), meta });
+        }
         let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
         if let Some(value) = inner.values.get(&value_key).await {
             ValueStats::count(&inner.stats.hits, 1);
@@ -207,13 +226,15 @@ impl Snapshot {
 
     /// Values of a page of versions: hits from memory, all misses with one
     /// ranged read at the snapshot's revision.
-    async fn values_of(&self, page: Vec<(Bytes, Meta)>) -> Result<Vec<KeyValue>, ReadError> {
+    async fn values_of(&self, page: Vec<(Bytes, Stored)>) -> Result<Vec<KeyValue>, ReadError> {
         let inner = &self.cache.inner;
         let mut kvs = Vec::with_capacity(page.len());
         let mut missing = Vec::new();
-        for (i, (key, meta)) in page.into_iter().enumerate() {
-            let value_key = self.cache.value_key(key.clone(), meta.mod_revision);
-            let value = inner.values.get(&value_key).await;
+        for (i, (key, Stored { meta, value })) in page.into_iter().enumerate() {
+            let value = match value {
+                Some(value) => Some(value),
+                None => inner.values.get(&self.cache.value_key(key.clone(), meta.mod_revision)).await,
+            };
             if value.is_none() {
                 missing.push(i);
             }
@@ -297,11 +318,11 @@ impl Snapshot {
     }
 }
 
-/// Keys of `range` in `index`, in order.
-fn metas_in<'a>(index: &'a Index, range: &KeyRange) -> impl Iterator<Item = (Bytes, Meta)> + 'a {
+/// Keys of `range` in `index` with their versions, in order.
+fn stored_in<'a>(index: &'a Index, range: &KeyRange) -> impl Iterator<Item = (&'a Bytes, &'a Stored)> + 'a {
     use std::ops::Bound;
     let start = Bound::Included(range.start.clone());
     let end = range.end.clone().map_or(Bound::Unbounded, Bound::Excluded);
     let empty = range.is_empty();
-    index.range((start, end)).filter(move |_| !empty).map(|(k, m)| (k.clone(), *m))
+    index.range((start, end)).filter(move |_| !empty)
 }

@@ -123,11 +123,22 @@ pub(crate) fn cache_with(
     max_value_bytes: u64,
     loader: FakeSource,
 ) -> WatchCache {
+    bounded_cache(policy, max_value_bytes, u64::MAX, loader)
+}
+
+/// [`cache_with`], with a byte bound on the history window.
+pub(crate) fn bounded_cache(
+    policy: Box<dyn EvictionPolicy>,
+    max_value_bytes: u64,
+    max_history_bytes: u64,
+    loader: FakeSource,
+) -> WatchCache {
     let options = CacheOptions {
         name: "test".into(),
         id: 0,
         consistent_read_timeout: Duration::from_millis(200),
         wait_timeout: Duration::from_millis(200),
+        max_history_bytes,
     };
     let values = ValueStore::new(max_value_bytes, policy.value_idle_timeout());
     WatchCache::new(options, values, Arc::new(loader), policy)

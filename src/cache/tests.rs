@@ -41,8 +41,17 @@ async fn check_reads_at(cache: &WatchCache, state: &State, revision: Revision) {
 }
 
 async fn run_history(steps: Vec<Step>, policy: Box<dyn EvictionPolicy>, max_value_bytes: u64) {
+    run_bounded_history(steps, policy, max_value_bytes, u64::MAX).await;
+}
+
+async fn run_bounded_history(
+    steps: Vec<Step>,
+    policy: Box<dyn EvictionPolicy>,
+    max_value_bytes: u64,
+    max_history_bytes: u64,
+) {
     let loader = FakeSource::default();
-    let cache = cache_with(policy, max_value_bytes, loader.clone());
+    let cache = bounded_cache(policy, max_value_bytes, max_history_bytes, loader.clone());
     // Bootstrap at revision 1 with an empty namespace.
     loader.0.lock().unwrap().states.insert(1, State::new());
     cache.snapshot_builder(1).install(ResetReason::Relisted).await;
@@ -68,10 +77,18 @@ async fn run_history(steps: Vec<Step>, policy: Box<dyn EvictionPolicy>, max_valu
     let in_window: Vec<Revision> = view.history.entries().iter().skip(1).map(|e| e.revision).collect();
     let expected: Vec<Revision> = applied.iter().copied().filter(|r| *r > oldest).collect();
     assert_eq!(in_window, expected, "window after {oldest}");
+    let bytes: u64 = view.history.entries().iter().map(|e| Entry::history_bytes(&e.events)).sum();
+    assert_eq!(view.history.bytes(), bytes, "history bytes accounted exactly");
+    assert!(bytes <= max_history_bytes || view.history.len() == 1, "{bytes} > {max_history_bytes}");
 
     for (revision, state) in etcd.range(oldest..) {
         check_reads_at(&cache, state, *revision).await;
     }
+    assert_eq!(
+        cache.inner.values.inline_bytes(),
+        inline_bytes_held(&cache),
+        "inline values accounted exactly"
+    );
     // The state at head is also what the head snapshot shows.
     let head_state = etcd.values().next_back().unwrap();
     let snapshot = cache.snapshot(At::Head).await.unwrap();
@@ -79,6 +96,27 @@ async fn run_history(steps: Vec<Step>, policy: Box<dyn EvictionPolicy>, max_valu
         snapshot.range(&KeyRange::all(), 0, false).await.unwrap().kvs,
         model_range(head_state, &KeyRange::all())
     );
+}
+
+/// The budget the values kept with the index should be charged: every
+/// current version kept inline, and every replaced one a batch in the
+/// window still lets older index versions reach.
+fn inline_bytes_held(cache: &WatchCache) -> u64 {
+    let view = cache.view();
+    let cost = |len: usize| (len + INLINE_OVERHEAD_BYTES) as u64;
+    let current: u64 = view
+        .history
+        .latest()
+        .map_or(0, |e| e.index.values().filter_map(|s| s.value.as_ref()).map(|v| cost(v.len())).sum());
+    let replaced: u64 = view
+        .history
+        .entries()
+        .iter()
+        .flat_map(|e| e.superseded.iter())
+        .filter_map(|s| s.inline_len)
+        .map(cost)
+        .sum();
+    current + replaced
 }
 
 proptest! {
@@ -97,9 +135,18 @@ proptest! {
     }
 
     #[test]
+    fn the_history_window_stays_within_its_byte_bound(steps in prop::collection::vec(step(), 1..60), events in 0u64..8) {
+        // A bound of a few events: the window shrinks by bytes, not by the
+        // policy's 1,000 revisions, and reads in it stay exact.
+        let bound = events * (HISTORY_EVENT_OVERHEAD_BYTES as u64 + 8);
+        runtime().block_on(run_bounded_history(steps, Box::new(RevisionPolicy { history_revisions: 1000 }), 1 << 30, bound));
+    }
+
+    #[test]
     fn evicted_values_are_read_through_exactly(steps in prop::collection::vec(step(), 1..40)) {
-        // A budget of a few entries forces evictions: reads go to the fake etcd.
-        runtime().block_on(run_history(steps, Box::new(RevisionPolicy { history_revisions: 1000 }), 600));
+        // A budget of a few values (kept with the index) and no room in the
+        // value cache: the others are read from the fake etcd.
+        runtime().block_on(run_history(steps, Box::new(RevisionPolicy { history_revisions: 1000 }), 100));
     }
 }
 
@@ -217,4 +264,98 @@ async fn at_least_waits_for_head_and_times_out() {
         Err(ReadError::Timeout { revision: 3, head: 2, .. }) => {}
         other => panic!("expected timeout, got {:?}", other.map(|s| s.revision())),
     }
+}
+
+#[tokio::test]
+async fn values_stay_with_the_index_within_their_share_of_the_budget_and_leave_with_their_versions() {
+    let loader = FakeSource::default();
+    // 7/8 of 1,000 bytes for values kept with the index: 7 values of 100
+    // bytes (each charged 116).
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 3 }), 1000, loader.clone());
+    let value = |i: u8| vec![i; 100];
+    let ops = (0..10u8).map(|i| (i, Some(value(i)))).collect();
+    let batch = apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops }).unwrap();
+    let mut builder = cache.snapshot_builder(batch.revision);
+    builder.add(batch.events.iter().map(|e| e.kv.clone())).await;
+    builder.install(ResetReason::Relisted).await;
+    let values = &cache.inner.values;
+    assert_eq!(values.inline_bytes(), 7 * 116, "the first 7 values fit");
+    let index = cache.view().index();
+    let inline: Vec<bool> = (0..10).map(|i| index.get(&key_name(i)).unwrap().value.is_some()).collect();
+    assert_eq!(inline, [true, true, true, true, true, true, true, false, false, false]);
+    // Every value reads back, the last three from etcd (the value cache's
+    // 125 bytes hold none of them, once moka's maintenance ran).
+    values.run_pending_tasks().await;
+    let snapshot = cache.snapshot(At::Head).await.unwrap();
+    let page = snapshot.range(&KeyRange::all(), 0, false).await.unwrap();
+    let mut expected: Vec<(Bytes, Vec<u8>)> = (0..10).map(|i| (key_name(i), value(i))).collect();
+    expected.sort();
+    assert_eq!(page.kvs.iter().map(|kv| (kv.key.clone(), kv.value.to_vec())).collect::<Vec<_>>(), expected);
+    assert_eq!(cache.value_stats().misses.load(std::sync::atomic::Ordering::Relaxed), 3);
+
+    // Key 0 rewritten with 10-byte values (charged 26 each): replaced
+    // versions stay while the window (3 revisions) can read them, then give
+    // their bytes back.
+    for round in 1..=4u8 {
+        let step = Step::Batch { gap: 1, ops: vec![(0, Some(vec![round; 10]))] };
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+        cache.apply(batch).await.unwrap();
+        assert_eq!(values.inline_bytes(), inline_bytes_held(&cache));
+        if round == 2 {
+            assert_eq!(
+                values.inline_bytes(),
+                7 * 116 + 2 * 26,
+                "rounds 1 and 2 fit beside key 0's first version"
+            );
+        }
+    }
+    // Rounds 3 and 4 did not fit (they are in the value cache); the batch
+    // that replaced key 0's first version left the window, so its 116 bytes
+    // are back; rounds 1 and 2, replaced, are still readable in the window.
+    assert_eq!(values.inline_bytes(), 6 * 116 + 2 * 26);
+
+    // A builder abandoned half-way gives its share back; a re-list's new
+    // index replaces the old one's.
+    let mut abandoned = cache.snapshot_builder(cache.head());
+    abandoned
+        .add([KeyValue {
+            key: key_name(20),
+            value: Bytes::from(vec![1; 50]),
+            meta: index.get(&key_name(1)).unwrap().meta,
+        }])
+        .await;
+    assert_eq!(values.inline_bytes(), 6 * 116 + 2 * 26 + 66);
+    drop(abandoned);
+    assert_eq!(values.inline_bytes(), 6 * 116 + 2 * 26);
+    let mut relist = cache.snapshot_builder(cache.head());
+    relist
+        .add([KeyValue {
+            key: key_name(1),
+            value: Bytes::from(vec![1; 50]),
+            meta: index.get(&key_name(1)).unwrap().meta,
+        }])
+        .await;
+    relist.install(ResetReason::Relisted).await;
+    assert_eq!(values.inline_bytes(), 66);
+}
+
+#[tokio::test]
+async fn with_the_ttl_policy_every_value_is_in_the_value_cache() {
+    let loader = FakeSource::default();
+    let cache = cache_with(Box::new(TtlPolicy { ttl: Duration::from_secs(60) }), 1 << 20, loader.clone());
+    let batch =
+        apply_to_model(&mut loader.0.lock().unwrap(), &Step::Batch { gap: 1, ops: vec![(0, Some(vec![7]))] })
+            .unwrap();
+    let mut builder = cache.snapshot_builder(batch.revision);
+    builder.add(batch.events.iter().map(|e| e.kv.clone())).await;
+    builder.install(ResetReason::Relisted).await;
+    assert_eq!(cache.inner.values.inline_bytes(), 0);
+    assert_eq!(cache.view().index().get(&key_name(0)).unwrap().value, None);
+    let kv = cache.snapshot(At::Head).await.unwrap().get(&key_name(0)).await.unwrap().unwrap();
+    assert_eq!(kv.value, Bytes::from_static(&[7]));
+    assert_eq!(
+        cache.value_stats().hits.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "from the value cache"
+    );
 }

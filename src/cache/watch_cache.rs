@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{Mutex, Notify, watch};
 
 use super::error::ReadError;
-use super::history::{Entry, EntryKind, History, Index};
+use super::history::{Entry, EntryKind, History, Index, Stored, Superseded};
 use super::policy::EvictionPolicy;
 use super::source::Source;
 use super::status::{NamespaceStatus, Status};
@@ -106,6 +106,9 @@ pub struct CacheOptions {
     pub consistent_read_timeout: Duration,
     /// How long a `min_revision` read waits.
     pub wait_timeout: Duration,
+    /// Bound on the history window's [`bytes`](History::bytes), on top of
+    /// the policy's: the oldest revisions leave first.
+    pub max_history_bytes: u64,
 }
 
 pub(super) struct Inner {
@@ -239,7 +242,7 @@ impl WatchCache {
 
     /// Starts a full load of the namespace at `revision`.
     pub fn snapshot_builder(&self, revision: Revision) -> SnapshotBuilder {
-        SnapshotBuilder { cache: self.clone(), revision, index: Index::new() }
+        SnapshotBuilder { cache: self.clone(), revision, index: Index::new(), inline: (0, 0) }
     }
 
     /// Applies one revision's events atomically.
@@ -263,14 +266,13 @@ impl WatchCache {
             let key = event.kv.key.clone();
             let old = match event.kind {
                 EventKind::Put => {
-                    let value_key = self.value_key(key.clone(), revision);
-                    self.inner.values.insert(value_key, event.kv.value.clone()).await;
-                    index.insert(key.clone(), event.kv.meta)
+                    let value = self.keep(&key, revision, &event.kv.value).await;
+                    index.insert(key.clone(), Stored { meta: event.kv.meta, value })
                 }
                 EventKind::Delete => index.remove(&key),
             };
             if let Some(old) = old {
-                superseded.push((key, old.mod_revision));
+                superseded.push(Superseded::of(key, &old));
             }
         }
         let entry = Entry::new(
@@ -301,7 +303,7 @@ impl WatchCache {
     /// only trimmed revisions could read, and wakes waiters.
     async fn publish(&self, view: &View, head: Revision, mut history: History) {
         let window_start = self.inner.policy.window_start(head, &history, Instant::now());
-        let dropped = history.trim(window_start);
+        let dropped = history.trim(window_start, self.inner.options.max_history_bytes);
         self.inner.view.store(Arc::new(View {
             head,
             history,
@@ -312,12 +314,37 @@ impl WatchCache {
         self.forget_superseded(dropped.iter()).await;
     }
 
+    /// Keeps the value of a new version: with the index when the budget
+    /// allows (returned), else in the value cache (`None`).
+    async fn keep(&self, key: &Bytes, mod_revision: Revision, value: &Bytes) -> Option<Bytes> {
+        let values = &self.inner.values;
+        if values.admit_inline(value.len()) {
+            return Some(value.clone());
+        }
+        values.insert(self.value_key(key.clone(), mod_revision), value.clone()).await;
+        None
+    }
+
     async fn forget_superseded(&self, entries: impl Iterator<Item = &Arc<Entry>>) {
+        let values = &self.inner.values;
         for entry in entries {
-            for (key, mod_revision) in &entry.superseded {
-                self.inner.values.invalidate(&self.value_key(key.clone(), *mod_revision)).await;
+            for old in &entry.superseded {
+                match old.inline_len {
+                    Some(len) => values.release_inline(len as u64, 1),
+                    None => values.invalidate(&self.value_key(old.key.clone(), old.mod_revision)).await,
+                }
             }
         }
+    }
+
+    /// The values an index kept inline are gone with it.
+    fn forget_inline(&self, index: &Index) {
+        let (mut len, mut count) = (0, 0);
+        for value in index.values().filter_map(|stored| stored.value.as_ref()) {
+            len += value.len() as u64;
+            count += 1;
+        }
+        self.inner.values.release_inline(len, count);
     }
 
     /// The error of a read at `revision`, which etcd said it compacted:
@@ -359,16 +386,23 @@ impl WatchCache {
         self.inner.status.set_relisting(false);
         self.inner.head_tx.send_replace(revision);
         self.forget_superseded(old.history.entries().iter()).await;
+        if let Some(latest) = old.history.latest() {
+            self.forget_inline(&latest.index);
+        }
     }
 }
 
 /// Accumulates a paginated full load; [`SnapshotBuilder::install`] publishes
-/// it as the state at its revision. Memory is bounded per page: values go to
-/// the value store as they arrive, only metadata accumulates.
+/// it as the state at its revision. Values are kept as they arrive (with the
+/// index or in the value cache), so only what the budget allows stays in
+/// memory; a builder dropped before `install` gives its share back.
 pub struct SnapshotBuilder {
     cache: WatchCache,
     revision: Revision,
     index: Index,
+    /// Bytes and number of the values of `index` kept inline (released if
+    /// never installed).
+    inline: (u64, u64),
 }
 
 impl SnapshotBuilder {
@@ -377,12 +411,15 @@ impl SnapshotBuilder {
         self.revision
     }
 
-    /// Adds one page of key-values (values are cached as they arrive).
+    /// Adds one page of key-values in key order, after every key added so far.
     pub async fn add(&mut self, kvs: impl IntoIterator<Item = KeyValue>) {
         for kv in kvs {
-            let value_key = self.cache.value_key(kv.key.clone(), kv.meta.mod_revision);
-            self.cache.inner.values.insert(value_key, kv.value).await;
-            self.index.insert(kv.key, kv.meta);
+            let value = self.cache.keep(&kv.key, kv.meta.mod_revision, &kv.value).await;
+            if value.is_some() {
+                self.inline.0 += kv.value.len() as u64;
+                self.inline.1 += 1;
+            }
+            self.index.insert(kv.key, Stored { meta: kv.meta, value });
         }
     }
 
@@ -398,7 +435,16 @@ impl SnapshotBuilder {
 
     /// Publishes the loaded state; subscribers older than it get a reset
     /// with `reason` (ignored for the first load).
-    pub async fn install(self, reason: ResetReason) {
-        self.cache.install(self.revision, self.index, reason).await;
+    pub async fn install(mut self, reason: ResetReason) {
+        self.inline = (0, 0);
+        let index = std::mem::take(&mut self.index);
+        self.cache.install(self.revision, index, reason).await;
+    }
+}
+
+impl Drop for SnapshotBuilder {
+    fn drop(&mut self) {
+        let (len, count) = self.inline;
+        self.cache.inner.values.release_inline(len, count);
     }
 }

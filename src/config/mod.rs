@@ -40,6 +40,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Bearer tokens; when empty, reads are open.
     pub tokens: Vec<TokenConfig>,
+    /// etcd's own JSON API (`/v3/…`, `/version`), served from the cache.
+    pub etcd_api: EtcdApiConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -58,6 +60,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             http: HttpConfig::default(),
             tokens: Vec::new(),
+            etcd_api: EtcdApiConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -97,8 +100,13 @@ pub struct EtcdConfig {
     /// When a watch delivered nothing at all for this long, not even answers
     /// to progress requests, it is re-created from the last revision (no loss).
     pub watch_silence_timeout: HumanDuration,
-    /// Keys per page when loading a namespace (bounds memory per etcd response).
+    /// Keys in the first page when loading a namespace.
     pub bootstrap_page_size: u32,
+    /// Bytes per page after the first when loading a namespace (keys per
+    /// page follow from the sizes seen): bounds memory per etcd response,
+    /// and keeps pages few, as etcd's cost per page grows with the keys
+    /// after it. At most `max_message_bytes` (the smaller is used).
+    pub bootstrap_page_bytes: ByteSize,
     /// Largest etcd response the client decodes (a watch catch-up can be large).
     pub max_message_bytes: ByteSize,
 }
@@ -119,6 +127,7 @@ impl Default for EtcdConfig {
             progress_request_interval: HumanDuration::secs(5),
             watch_silence_timeout: HumanDuration::secs(15),
             bootstrap_page_size: 1000,
+            bootstrap_page_bytes: ByteSize::mib(16),
             max_message_bytes: ByteSize::mib(64),
         }
     }
@@ -173,6 +182,9 @@ pub struct CacheConfig {
     pub history_revisions: u64,
     /// With `ttl`: how long history and idle values are kept (required then).
     pub ttl: Option<HumanDuration>,
+    /// Byte bound on each namespace's history window, with either policy:
+    /// revisions with many or large events cannot grow it without limit.
+    pub max_history_bytes: ByteSize,
     /// Byte budget of cached values (key + value bytes).
     pub max_value_bytes: ByteSize,
     /// How long a `consistent=true` read waits for the cache before reading etcd.
@@ -187,6 +199,7 @@ impl Default for CacheConfig {
             policy: CachePolicy::Revision,
             history_revisions: 10_000,
             ttl: None,
+            max_history_bytes: ByteSize::mib(256),
             max_value_bytes: ByteSize::mib(512),
             consistent_read_timeout: HumanDuration::secs(3),
             wait_timeout: HumanDuration::secs(10),
@@ -277,6 +290,33 @@ pub struct TokenConfig {
     pub secret_file: Option<PathBuf>,
     /// Namespace names this token may read; `"*"` = all.
     pub namespaces: Vec<String>,
+    /// Whether the token may write its namespaces through etcd's JSON API
+    /// (`/v3/kv/put`, …) when `etcd_api.writes = "forward"`.
+    #[serde(default)]
+    pub write: bool,
+}
+
+/// etcd's own JSON API (COMPAT.md §2): the paths and bodies of etcd's
+/// gRPC-gateway, reads served from the cache.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdApiConfig {
+    /// Serve `/v3/…` and `/version` (off by default).
+    pub enabled: bool,
+    /// What becomes of writes (put, delete, txn, lease changes).
+    pub writes: EtcdWrites,
+}
+
+/// What the etcd JSON API does with writes.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdWrites {
+    /// Refused as permission denied: the API is read-only.
+    #[default]
+    Deny,
+    /// Forwarded to etcd for tokens with `write = true` (any caller when no
+    /// tokens are configured).
+    Forward,
 }
 
 /// Log output format.

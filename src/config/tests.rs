@@ -90,7 +90,7 @@ fn errors_say_key_origin_expectation_and_an_example_in_the_users_words() {
         "invalid configuration: etcd.bogus in FILE: `bogus` is not a key here; the keys are `endpoints`, \
          `username`, `password`, `tls`, `connect_timeout`, `request_timeout`, `keep_alive_interval`, \
          `keep_alive_timeout`, `backoff_min`, `backoff_max`, `progress_request_interval`, \
-         `watch_silence_timeout`, `bootstrap_page_size`, `max_message_bytes`"
+         `watch_silence_timeout`, `bootstrap_page_size`, `bootstrap_page_bytes`, `max_message_bytes`"
     );
     let err = load_with("", &[("GATEWAY_CACHE__HISTORY_REVISIONS", "many")], &[]).unwrap_err().to_string();
     assert_eq!(
@@ -157,6 +157,20 @@ fn the_shipped_config_file_is_valid_and_matches_the_defaults() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
     let c = load(&cli(&["--config", path]), env(&[])).unwrap();
     assert_eq!(c.config, Config::default(), "config/gateway.toml must document the built-in defaults");
+}
+
+#[test]
+fn the_etcd_api_is_off_and_read_only_unless_configured() {
+    assert_eq!(Config::default().etcd_api, EtcdApiConfig { enabled: false, writes: EtcdWrites::Deny });
+    let c = load_with("[etcd_api]\nenabled = true\nwrites = \"forward\"\n", &[], &[]).unwrap();
+    assert_eq!(c.etcd_api, EtcdApiConfig { enabled: true, writes: EtcdWrites::Forward });
+    assert!(file_error("[etcd_api]\nwrites = \"maybe\"\n").contains("etcd_api.writes"));
+    let c = load_with(
+        "[[tokens]]\nname = \"w\"\nsecret = \"s3cret-value\"\nnamespaces = [\"*\"]\nwrite = true\n",
+        &[],
+        &[],
+    );
+    assert!(c.unwrap().tokens[0].write);
 }
 
 #[test]
@@ -249,6 +263,7 @@ fn token(name: &str, namespaces: &[&str]) -> TokenConfig {
         secret_env: None,
         secret_file: None,
         namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+        write: false,
     }
 }
 
@@ -298,6 +313,7 @@ fn every_validation_error_names_field_and_value() {
         (invalid(|c| c.etcd.backoff_max = zero), "etcd.backoff_max", "0s"),
         (invalid(|c| c.etcd.backoff_min = HumanDuration::secs(60)), "etcd.backoff_min", "1m"),
         (invalid(|c| c.etcd.bootstrap_page_size = 0), "etcd.bootstrap_page_size", "0"),
+        (invalid(|c| c.etcd.bootstrap_page_bytes = ByteSize(0)), "etcd.bootstrap_page_bytes", "0"),
         (invalid(|c| c.etcd.max_message_bytes = ByteSize(1024)), "etcd.max_message_bytes", "1.0 KiB"),
         (invalid(|c| c.watch.max_subscribers = 0), "watch.max_subscribers", "0"),
         (invalid(|c| c.watch.max_subscribers_per_namespace = 0), "watch.max_subscribers_per_namespace", "0"),
@@ -347,6 +363,15 @@ fn every_validation_error_names_field_and_value() {
             "(redacted)",
         ),
         (invalid(|c| c.log.filter = "[[[".into()), "log.filter", "\"[[[\""),
+        (invalid(|c| c.etcd_api.writes = EtcdWrites::Forward), "etcd_api.writes", "\"forward\""),
+        (
+            invalid(|c| {
+                c.etcd_api = EtcdApiConfig { enabled: true, writes: EtcdWrites::Forward };
+                c.etcd.endpoints = vec!["https://etcd:2379".into()];
+            }),
+            "etcd_api.writes",
+            "\"forward\"",
+        ),
     ];
     for (err, field, value) in cases {
         assert_eq!(err.field, field, "{err}");

@@ -49,6 +49,7 @@ impl Config {
         self.validate_watch()?;
         self.validate_http()?;
         self.validate_tokens()?;
+        self.validate_etcd_api()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| bad("log.filter", format!("{:?}", self.log.filter), e.to_string()))?;
         Ok(())
@@ -146,6 +147,7 @@ impl Config {
             ));
         }
         nonzero("etcd.bootstrap_page_size", u64::from(e.bootstrap_page_size))?;
+        nonzero("etcd.bootstrap_page_bytes", e.bootstrap_page_bytes.bytes())?;
         if e.max_message_bytes.bytes() < 4 * 1024 * 1024 {
             return Err(bad(
                 "etcd.max_message_bytes",
@@ -206,6 +208,7 @@ impl Config {
             (CachePolicy::Revision, None) => {}
         }
         nonzero("cache.max_value_bytes", c.max_value_bytes.bytes())?;
+        nonzero("cache.max_history_bytes", c.max_history_bytes.bytes())?;
         positive("cache.consistent_read_timeout", c.consistent_read_timeout)?;
         positive("cache.wait_timeout", c.wait_timeout)
     }
@@ -247,6 +250,32 @@ impl Config {
                     field,
                     format!("{origin:?}"),
                     "must be \"*\" or an origin like https://app.example.com",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwarded writes speak plain HTTP to etcd's own JSON gateway, without
+    /// etcd credentials: refuse a configuration where they could not work.
+    fn validate_etcd_api(&self) -> Result<(), ConfigError> {
+        let api = &self.etcd_api;
+        if api.writes == super::EtcdWrites::Forward {
+            if !api.enabled {
+                return Err(bad("etcd_api.writes", "\"forward\"", "needs etcd_api.enabled = true"));
+            }
+            if let Some(url) = self.etcd.endpoints.iter().find(|url| !url.starts_with("http://")) {
+                return Err(bad(
+                    "etcd_api.writes",
+                    "\"forward\"",
+                    format!("writes are forwarded over plain HTTP; etcd endpoint {url:?} is not http://"),
+                ));
+            }
+            if self.etcd.username.is_some() {
+                return Err(bad(
+                    "etcd_api.writes",
+                    "\"forward\"",
+                    "writes cannot be forwarded with etcd authentication (etcd.username) yet",
                 ));
             }
         }

@@ -78,6 +78,13 @@ pub struct EtcdClient {
     current: Arc<AtomicUsize>,
 }
 
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoints: Vec<&str> = self.endpoints.iter().map(|(e, _)| e.as_str()).collect();
+        f.debug_struct("EtcdClient").field("endpoints", &endpoints).finish_non_exhaustive()
+    }
+}
+
 impl EtcdClient {
     /// Prepares one lazily connected client per endpoint (no request is made,
     /// unless etcd authentication needs a token).

@@ -50,15 +50,29 @@ impl Prefix {
     /// Converts an etcd key-value of this namespace; `None` if outside it.
     pub fn key_value(&self, kv: &etcd_client::KeyValue) -> Option<KeyValue> {
         let key = Bytes::copy_from_slice(self.strip(kv.key())?);
-        let value = Bytes::copy_from_slice(kv.value());
-        let meta = Meta {
-            create_revision: kv.create_revision(),
-            mod_revision: kv.mod_revision(),
-            version: kv.version(),
-            lease: kv.lease(),
-            value_len: u32::try_from(value.len()).unwrap_or(u32::MAX),
-        };
-        Some(KeyValue { key, value, meta })
+        Some(KeyValue { key, value: Bytes::copy_from_slice(kv.value()), meta: meta(kv) })
+    }
+
+    /// [`Prefix::key_value`] of an owned key-value, without copying: the
+    /// key and value keep the buffers the response was decoded into (the
+    /// prefix is cut off in place).
+    pub fn into_key_value(&self, kv: etcd_client::KeyValue) -> Option<KeyValue> {
+        let meta = meta(&kv);
+        let (mut key, value) = kv.into_key_value();
+        let relative = self.strip(&key)?.len();
+        key.drain(..key.len() - relative);
+        key.shrink_to_fit();
+        Some(KeyValue { key: Bytes::from(key), value: Bytes::from(value), meta })
+    }
+}
+
+fn meta(kv: &etcd_client::KeyValue) -> Meta {
+    Meta {
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        version: kv.version(),
+        lease: kv.lease(),
+        value_len: u32::try_from(kv.value().len()).unwrap_or(u32::MAX),
     }
 }
 

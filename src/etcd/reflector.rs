@@ -11,9 +11,10 @@
 
 use std::time::Duration;
 
-use etcd_client::{GetOptions, WatchOptions, WatchResponse, WatchResponseStream};
+use etcd_client::{GetOptions, GetResponse, WatchOptions, WatchResponse, WatchResponseStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::EtcdClient;
 use super::backoff::Backoff;
@@ -21,7 +22,7 @@ use super::client::classify;
 use super::feed::{self, ProgressGate, Verdict};
 use super::keys::Prefix;
 use super::watchdog::{Action, Watchdog};
-use crate::cache::{KeyRange, KeyValue, ResetReason, Revision, UpstreamError, WatchCache, WatchRestart};
+use crate::cache::{KeyRange, ResetReason, Revision, UpstreamError, WatchCache, WatchRestart};
 use crate::config::EtcdConfig;
 
 /// Bound on handing a progress request to the stream: the request channel
@@ -166,28 +167,41 @@ impl Reflector {
     }
 
     /// Loads the whole namespace at one revision, page by page, and installs it.
+    ///
+    /// Pipelined: the next page is requested (and decoded, on another task)
+    /// while the current one is applied. Pages are sized by bytes: the first
+    /// has `bootstrap_page_size` keys, the following as many as fit in
+    /// `bootstrap_page_bytes` at the sizes seen so far. Few, large pages
+    /// matter: etcd (3.4 and 3.5) counts the whole rest of the range for
+    /// every request with a limit, so many small pages cost O(N²) in etcd.
     async fn bootstrap(&self, reason: ResetReason) -> Result<(), UpstreamError> {
-        let (mut start, end) = self.prefix.etcd_range(&KeyRange::all());
-        let page_size = i64::from(self.config.bootstrap_page_size);
-        let mut builder = None;
+        let (start, end) = self.prefix.etcd_range(&KeyRange::all());
+        let mut size = PageSize::new(&self.config);
+        let mut pager = Pager { client: self.client.clone(), end, revision: None };
+        let mut page = pager.clone().fetch(start, size.limit()).await?;
+        let revision = page.header().map_or(0, |h| h.revision());
+        self.cache.status().observe_etcd_revision(revision);
+        pager.revision = Some(revision);
+        let mut builder = self.cache.snapshot_builder(revision);
         loop {
-            let mut options = GetOptions::new().with_range(end.clone()).with_limit(page_size);
-            if let Some(b) = &builder {
-                options = options.with_revision(crate::cache::SnapshotBuilder::revision(b));
-            }
-            let response = self.client.get(start.clone(), options).await?;
-            let revision = response.header().map_or(0, |h| h.revision());
-            self.cache.status().observe_etcd_revision(revision);
-            let builder = builder.get_or_insert_with(|| self.cache.snapshot_builder(revision));
-            let kvs: Vec<KeyValue> =
-                response.kvs().iter().filter_map(|kv| self.prefix.key_value(kv)).collect();
-            builder.add(kvs).await;
-            match response.kvs().last() {
-                Some(last) if response.more() => start = crate::cache::successor(last.key()).to_vec(),
-                _ => break,
+            size.observe(page.kvs());
+            let next = match page.kvs().last() {
+                Some(last) if page.more() => {
+                    let start = crate::cache::successor(last.key()).to_vec();
+                    Some(AbortOnDropHandle::new(tokio::spawn(pager.clone().fetch(start, size.limit()))))
+                }
+                _ => None,
+            };
+            builder.add(page.take_kvs().into_iter().filter_map(|kv| self.prefix.into_key_value(kv))).await;
+            match next {
+                Some(next) => match next.await {
+                    Ok(fetched) => page = fetched?,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(UpstreamError::Unavailable { message: e.to_string() }),
+                },
+                None => break,
             }
         }
-        let builder = builder.expect("at least one page was read");
         tracing::info!(
             namespace = self.cache.name(),
             revision = builder.revision(),
@@ -414,5 +428,73 @@ impl Reflector {
         };
         let keys = self.cache.view().index().len();
         modified.kvs().is_empty() && usize::try_from(total.count()).is_ok_and(|n| n == keys)
+    }
+}
+
+/// Bytes a key-value takes in a range response beyond its key and value
+/// (revisions, version, lease and framing, as varints): for page sizing.
+const KV_FRAMING_BYTES: u64 = 24;
+
+/// How many keys the next bootstrap page asks for: `bootstrap_page_size` for
+/// the first, then as many as fit in `bootstrap_page_bytes` at the average
+/// size seen so far.
+struct PageSize {
+    first: i64,
+    bytes: u64,
+    keys_seen: u64,
+    bytes_seen: u64,
+}
+
+impl PageSize {
+    fn new(config: &EtcdConfig) -> Self {
+        Self {
+            first: i64::from(config.bootstrap_page_size),
+            bytes: config.bootstrap_page_bytes.min(config.max_message_bytes).bytes(),
+            keys_seen: 0,
+            bytes_seen: 0,
+        }
+    }
+
+    fn observe(&mut self, kvs: &[etcd_client::KeyValue]) {
+        self.keys_seen += kvs.len() as u64;
+        self.bytes_seen +=
+            kvs.iter().map(|kv| (kv.key().len() + kv.value().len()) as u64 + KV_FRAMING_BYTES).sum::<u64>();
+    }
+
+    fn limit(&self) -> i64 {
+        if self.keys_seen == 0 {
+            return self.first;
+        }
+        let average = self.bytes_seen.div_ceil(self.keys_seen);
+        i64::try_from(self.bytes / average).unwrap_or(i64::MAX).max(1)
+    }
+}
+
+/// Reads bootstrap pages of one range, pinned to one revision once known;
+/// `'static`, so the next page is fetched on a task of its own.
+#[derive(Clone)]
+struct Pager {
+    client: EtcdClient,
+    end: Vec<u8>,
+    revision: Option<Revision>,
+}
+
+impl Pager {
+    /// The page from `start` with at most `limit` keys, halving the limit
+    /// while etcd's answer is larger than the client decodes.
+    async fn fetch(self, start: Vec<u8>, mut limit: i64) -> Result<GetResponse, UpstreamError> {
+        loop {
+            let mut options = GetOptions::new().with_range(self.end.clone()).with_limit(limit);
+            if let Some(revision) = self.revision {
+                options = options.with_revision(revision);
+            }
+            match self.client.get(start.clone(), options).await {
+                Err(UpstreamError::TooLarge { message }) if limit > 1 => {
+                    tracing::debug!(limit, message, "bootstrap page too large; halving it");
+                    limit /= 2;
+                }
+                answer => return answer,
+            }
+        }
     }
 }

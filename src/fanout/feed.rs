@@ -183,7 +183,30 @@ struct Timers {
     end_at: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<Interval>,
     /// Fires when nothing was sent for `progress_interval`.
-    progress: Option<(Pin<Box<Sleep>>, Duration)>,
+    progress: Option<ProgressTimer>,
+}
+
+/// The progress clock. Sending only notes the time (an event costs no
+/// timer-wheel update); when the sleep fires early it is moved to a whole
+/// interval after the last send.
+struct ProgressTimer {
+    sleep: Pin<Box<Sleep>>,
+    every: Duration,
+    last_sent: Instant,
+}
+
+impl ProgressTimer {
+    /// Completes once nothing was sent for a whole interval.
+    async fn idle(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let due = self.last_sent + self.every;
+            if Instant::now() >= due {
+                return;
+            }
+            self.sleep.as_mut().reset(due);
+        }
+    }
 }
 
 impl Timers {
@@ -197,16 +220,26 @@ impl Timers {
         Self {
             end_at: options.lifetime.map(|lifetime| Box::pin(tokio::time::sleep_until(now + lifetime))),
             heartbeat,
-            progress: options
-                .progress_interval
-                .map(|every| (Box::pin(tokio::time::sleep_until(now + every)), every)),
+            progress: options.progress_interval.map(|every| ProgressTimer {
+                sleep: Box::pin(tokio::time::sleep_until(now + every)),
+                every,
+                last_sent: now,
+            }),
         }
     }
 
     fn sent(&mut self) {
-        if let Some((sleep, every)) = &mut self.progress {
-            sleep.as_mut().reset(Instant::now() + *every);
+        if let Some(progress) = &mut self.progress {
+            progress.last_sent = Instant::now();
         }
+    }
+}
+
+/// Completes when nothing was sent for the progress interval; never without one.
+async fn idle(progress: Option<&mut ProgressTimer>) {
+    match progress {
+        Some(progress) => progress.idle().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -258,7 +291,9 @@ impl Feed {
             timers: Timers::new(&options),
             options,
             catch_ups: Arc::clone(catch_ups),
-            shutdown: shutdown.clone(),
+            // A token of its own: checking it every turn does not contend
+            // with every other subscriber on the gateway's one token.
+            shutdown: shutdown.child_token(),
             subscription: None,
             phase: Phase::Start,
         }
@@ -448,7 +483,7 @@ impl Feed {
                     }
                     Some(Update::Reset(reason)) => return self.behind(reason, true),
                 },
-                () = fire(self.timers.progress.as_mut().map(|(sleep, _)| sleep)) => {
+                () = idle(self.timers.progress.as_mut()) => {
                     // Nothing sent for a whole interval: the subscriber is
                     // complete up to head, moved or not. (`None`: a batch is
                     // pending, and the next turn delivers it.)

@@ -40,6 +40,8 @@ pub struct Token {
     pub name: String,
     secret: Vec<u8>,
     grant: Grant,
+    /// May write its namespaces through etcd's JSON API.
+    write: bool,
 }
 
 impl std::fmt::Debug for Token {
@@ -66,6 +68,16 @@ impl Caller {
                 Grant::All => true,
                 Grant::Only(names) => names.contains(namespace),
             },
+        }
+    }
+
+    /// Whether the caller may write (through etcd's JSON API, where writes
+    /// are forwarded): anyone when no tokens are configured, else a token
+    /// with `write = true`.
+    pub fn may_write(&self) -> bool {
+        match self {
+            Self::Anonymous => true,
+            Self::Token(token) => token.write,
         }
     }
 
@@ -150,7 +162,7 @@ impl Tokens {
                     ),
                 ));
             }
-            tokens.push(Arc::new(Token { name: t.name.clone(), secret, grant }));
+            tokens.push(Arc::new(Token { name: t.name.clone(), secret, grant, write: t.write }));
         }
         Ok(Self { tokens: tokens.into() })
     }
@@ -248,6 +260,7 @@ mod tests {
             secret_env: None,
             secret_file: None,
             namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+            write: false,
         }
     }
 
@@ -290,6 +303,12 @@ mod tests {
         let tokens = Tokens::resolve(&[config("a", "secret-a-123", &["a"])], |_| None).unwrap();
         let caller = tokens.authenticate(Some(b"secret-a-123")).unwrap();
         assert!(caller.may_read("a") && !caller.may_read("b") && !caller.sees_prefixes());
+        assert!(!caller.may_write(), "tokens are read-only unless write = true");
+        let mut writer = config("w", "secret-w-123", &["a"]);
+        writer.write = true;
+        let writers = Tokens::resolve(&[writer], |_| None).unwrap();
+        assert!(writers.authenticate(Some(b"secret-w-123")).unwrap().may_write());
+        assert!(Caller::Anonymous.may_write(), "without tokens, writes are open");
         let mut headers = HeaderMap::new();
         assert_eq!(presented(&headers, Some("x=1&access_token=q%2Bt")), Some(b"q+t".to_vec()));
         headers.insert(header::COOKIE, HeaderValue::from_static("other=1; gateway_token=c%2B1"));

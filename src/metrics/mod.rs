@@ -284,6 +284,12 @@ impl Collector for CacheCollector {
                 per_ns(&|ns| ns.cache.view().history.len() as i64),
             ),
             (
+                "history_bytes",
+                "What the history window holds, bounded by cache.max_history_bytes",
+                false,
+                per_ns(&|ns| i64::try_from(ns.cache.view().history.bytes()).unwrap_or(i64::MAX)),
+            ),
+            (
                 "fresh",
                 "1 while the namespace's etcd watch is up and no re-list runs, 0 while answers are stale",
                 false,

@@ -34,6 +34,7 @@ fn token(name: &str, secret: &str, namespaces: &[&str]) -> TokenConfig {
         secret_env: None,
         secret_file: None,
         namespaces: namespaces.iter().map(|s| (*s).into()).collect(),
+        write: false,
     }
 }
 

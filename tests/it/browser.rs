@@ -3,30 +3,13 @@
 //! receives changes made through etcd, survives a server-side stream close
 //! by reconnecting with `Last-Event-ID`, and reports what it saw.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use axum::response::Html;
-use axum::routing::get;
 use etcd_cache_gateway::config::HumanDuration;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::support::wait::wait_for;
+use crate::chromium::{Browser, serve_page};
 use crate::support::{Etcd, Gateway, free_port, wait_until};
-
-/// chromedriver in its own process group; the whole group (chromedriver
-/// and the Chromium processes it started) is killed on drop, also when the
-/// test fails before closing the browser.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.0.wait();
-    }
-}
 
 const PAGE: &str = r#"<!doctype html>
 <html><body><script>
@@ -53,38 +36,9 @@ async fn a_browser_eventsource_receives_changes_and_resumes_after_a_server_close
     let gw = Gateway::start_ready(config).await;
 
     let html = PAGE.replace("GATEWAY", &format!("{:?}", gw.base_url));
-    let page = axum::Router::new().route("/", get(move || async move { Html(html) }));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", page_port)).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, page).await });
-
-    let driver_port = free_port();
-    let _driver = Driver(
-        Command::new("chromedriver")
-            .arg(format!("--port={driver_port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver) must be installed"),
-    );
-    let capabilities = json!({"goog:chromeOptions": {
-        "binary": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", format!("--user-data-dir={}", tempfile::tempdir().unwrap().keep().display())]
-    }});
-    let capabilities = capabilities.as_object().unwrap().clone();
-    let browser = wait_for("chromedriver accepts a session", Duration::from_secs(30), || {
-        let capabilities = capabilities.clone();
-        async move {
-            fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(capabilities)
-                .connect(&format!("http://127.0.0.1:{driver_port}"))
-                .await
-                .ok()
-        }
-    })
-    .await;
+    serve_page(page_port, html).await;
+    let session = Browser::start(1024, 768).await;
+    let browser = &session.client;
     browser.goto(&format!("http://127.0.0.1:{page_port}/")).await.unwrap();
     let report = || async {
         let raw = browser.execute("return window.report()", vec![]).await.unwrap();
@@ -115,5 +69,5 @@ async fn a_browser_eventsource_receives_changes_and_resumes_after_a_server_close
         "the server closed the stream and the browser reconnected: {state}"
     );
     assert_eq!(state["synced"], state["opens"], "each connection, first or resumed, synced once: {state}");
-    let _ = browser.close().await;
+    let _ = browser.clone().close().await;
 }

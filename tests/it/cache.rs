@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use etcd_cache_gateway::cache::{At, EventKind, KeyRange, ResetReason, WatchRestart};
-use etcd_cache_gateway::config::{CachePolicy, HumanDuration};
+use etcd_cache_gateway::config::{ByteSize, CachePolicy, HumanDuration};
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 
 use crate::support::cache::{CacheHarness, Recorder, Seen, assert_equal_at, config_for};
@@ -27,7 +27,9 @@ async fn bootstrap_of_20000_keys_in_pages_equals_etcd() {
     }
     put(&mut client, "elsewhere", "not in the namespace").await;
     let mut config = config_for(&[etcd.endpoint()], "big/");
+    // A first page of 1,000 keys, then ~1,400 keys (64 KiB) per page.
     config.etcd.bootstrap_page_size = 1000;
+    config.etcd.bootstrap_page_bytes = ByteSize::kib(64);
     let h = CacheHarness::start(config).await;
     let head = h.cache.head();
     assert_eq!(h.cache.report().keys, 20_000);
@@ -355,6 +357,16 @@ async fn bootstrap_pages_larger_than_4mb_load() {
     }
     // One page of 8 MiB: beyond etcd-client's default 4 MB decoding limit.
     let h = CacheHarness::start(config_for(&[etcd.endpoint()], "large/")).await;
+    assert_eq!(h.cache.report().keys, 8);
+    assert_equal_at(&h.cache, &mut client, "large/", h.cache.head()).await;
+    drop(h);
+
+    // A first page (1,000 keys, here 8 MiB) beyond what the client decodes
+    // is split until it fits, and the load completes.
+    let mut config = config_for(&[etcd.endpoint()], "large/");
+    config.etcd.max_message_bytes = ByteSize::mib(4);
+    config.etcd.bootstrap_page_bytes = ByteSize::mib(4);
+    let h = CacheHarness::start(config).await;
     assert_eq!(h.cache.report().keys, 8);
     assert_equal_at(&h.cache, &mut client, "large/", h.cache.head()).await;
 }

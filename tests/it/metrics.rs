@@ -121,6 +121,7 @@ async fn token_series_carry_the_name_and_answers_to_tokens_are_private() {
         secret_env: None,
         secret_file: None,
         namespaces: vec!["*".into()],
+        write: false,
     }];
     let gw = Gateway::start_ready(config).await;
     let auth = [("authorization", "Bearer reader-secret-1")];

@@ -131,6 +131,7 @@ async fn a_token_whose_secret_cannot_be_resolved_stops_the_gateway() {
         secret_env: Some("ECG_TEST_VARIABLE_THAT_IS_NEVER_SET".into()),
         secret_file: None,
         namespaces: vec!["*".into()],
+        write: false,
     }];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();

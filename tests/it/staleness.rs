@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::etcd::put;
 use crate::support::http::get;
 use crate::support::sse::SseClient;
-use crate::support::{Etcd, Gateway, Proxy, wait_until};
+use crate::support::{Etcd, EtcdOptions, Gateway, Proxy, wait_until};
 
 fn keys(listing: &Value) -> Vec<&str> {
     listing["kvs"].as_array().unwrap().iter().map(|kv| kv["key"].as_str().unwrap()).collect()
@@ -19,7 +19,9 @@ fn keys(listing: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_relisting_namespace_is_stale_and_forgets_what_etcd_deleted() {
-    let etcd = Etcd::start().await;
+    // etcd takes a value larger than the gateway decodes (4 MiB).
+    let etcd =
+        Etcd::start_with(EtcdOptions { max_request_bytes: Some(6 << 20), ..EtcdOptions::default() }).await;
     let proxy = Proxy::start(&etcd.endpoint()).await;
     let mut config = Gateway::config_with_namespace(&[proxy.endpoint()], "s", "s/");
     config.etcd.max_message_bytes = ByteSize::mib(4);
@@ -36,13 +38,10 @@ async fn a_relisting_namespace_is_stale_and_forgets_what_etcd_deleted() {
     })
     .await;
     client.delete("s/gone", None).await.unwrap();
-    // Values that make the re-list's first page larger than 4 MiB: the
-    // re-list fails until they are gone, which holds the namespace in its
+    // A value larger than the gateway decodes (even alone in a page): the
+    // re-list fails until it is gone, which holds the namespace in its
     // re-listing state for as long as this test needs.
-    let big = "x".repeat(1_200_000);
-    for i in 0..4 {
-        put(&mut client, format!("s/big{i}"), &big).await;
-    }
+    put(&mut client, "s/big", "x".repeat(4_500_000)).await;
     let compacted = etcd.revision().await;
     etcd.compact(compacted).await;
     proxy.restore();
@@ -63,9 +62,7 @@ async fn a_relisting_namespace_is_stale_and_forgets_what_etcd_deleted() {
     assert_eq!((reply.header("x-cache-status"), keys(&reply.json())), ("stale", vec!["gone", "kept"]));
 
     // The re-list can finish once the big values are gone.
-    for i in 0..4 {
-        client.delete(format!("s/big{i}"), None).await.unwrap();
-    }
+    client.delete("s/big", None).await.unwrap();
     let now = etcd.revision().await;
     wait_until("the namespace is fresh again", Duration::from_secs(30), || async {
         let ns = get(&gw.url("/v1/namespaces/s")).await.json();

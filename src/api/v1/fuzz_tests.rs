@@ -91,6 +91,7 @@ async fn state(tokens: bool) -> AppState {
             secret_env: None,
             secret_file: None,
             namespaces: vec!["app".into()],
+            write: false,
         }];
     }
     // No etcd: the client connects lazily and the namespace never loads, so

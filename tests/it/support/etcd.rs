@@ -55,11 +55,18 @@ pub struct EtcdOptions {
     pub client_port: Option<u16>,
     /// Serve clients over TLS with these files, requiring client certificates.
     pub tls: Option<super::tls::TlsFiles>,
+    /// etcd's `--max-request-bytes` (largest write), when not its default.
+    pub max_request_bytes: Option<u64>,
 }
 
 impl Default for EtcdOptions {
     fn default() -> Self {
-        Self { progress_notify_interval: Duration::from_secs(1), client_port: None, tls: None }
+        Self {
+            progress_notify_interval: Duration::from_secs(1),
+            client_port: None,
+            tls: None,
+            max_request_bytes: None,
+        }
     }
 }
 
@@ -203,6 +210,9 @@ impl Etcd {
             .stderr(log);
         if supports_no_fsync() {
             cmd.arg("--unsafe-no-fsync");
+        }
+        if let Some(bytes) = self.options.max_request_bytes {
+            cmd.arg(format!("--max-request-bytes={bytes}"));
         }
         if let Some(tls) = &self.options.tls {
             cmd.arg("--cert-file").arg(&tls.cert).arg("--key-file").arg(&tls.key);

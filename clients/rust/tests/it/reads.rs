@@ -294,6 +294,7 @@ async fn a_bearer_token_opens_its_namespaces_and_only_those() {
         secret_env: None,
         secret_file: None,
         namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+        write: false,
     };
     let mut s = Setup::start_with(|config| {
         config.namespaces.push(etcd_cache_gateway::config::NamespaceConfig {
