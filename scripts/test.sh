@@ -7,12 +7,14 @@ cd "$(dirname "$0")/.."
 . scripts/prereqs.sh
 ensure_build_tools
 # The browser test drives Debian's headless Chromium over chromedriver; the
-# TLS test makes its certificates with openssl.
-ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl
+# TLS tests make their certificates with openssl; the Kubernetes tests run
+# kubectl (Debian's kubernetes-client when none is installed) and curl.
+ensure_tools chromium:chromium chromedriver:chromium-driver openssl:openssl kubectl:kubernetes-client curl:curl
 # The Python tools the tests run, pinned, in .venv (schemathesis fuzzes the
 # live gateway from openapi/openapi.yaml; OpenStack's etcd3gw client drives
-# the etcd JSON API, tests/clients/etcd3gw_scenarios.py).
-ensure_venv schemathesis==4.32.5 etcd3gw==2.7.0
+# the etcd JSON API, tests/clients/etcd3gw_scenarios.py; the Kubernetes
+# tests run the PyPI kubernetes client).
+ensure_venv schemathesis==4.32.5 etcd3gw==2.7.0 kubernetes==37.0.2
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

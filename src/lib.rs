@@ -44,6 +44,9 @@ pub enum RunError {
     /// A token's secret could not be resolved.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    /// The `[http.tls]` certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] server::TlsError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(#[from] std::io::Error),
@@ -52,8 +55,10 @@ pub enum RunError {
 /// The whole HTTP application: the operational routes and every API
 /// surface, in the shared middleware.
 pub fn app(state: AppState) -> Router {
-    let mut routes =
-        http::router(&http::ops::ROUTES).with_state(state.clone()).merge(api::v1::router(state.clone()));
+    let mut routes = http::router(&http::ops::ROUTES)
+        .with_state(state.clone())
+        .merge(api::v1::router(state.clone()))
+        .merge(api::kubernetes::router(state.clone()));
     routes = routes.merge(http::router(&assets::client::ROUTES)).merge(http::router(&ui::ROUTES));
     if state.config.etcd_api.enabled {
         routes = routes.merge(api::etcd_v3::router(state.clone()));
@@ -67,8 +72,19 @@ pub fn route_templates() -> Vec<&'static str> {
     let ops = http::ops::ROUTES.iter().map(|(path, _)| *path);
     let client = assets::client::ROUTES.iter().map(|(path, _)| *path);
     let ui = ui::ROUTES.iter().map(|(path, _)| *path);
+    let kubernetes = api::kubernetes::ROUTES.iter().map(|(path, _)| *path);
     let etcd_v3 = api::etcd_v3::ROUTES.iter().map(|(path, _)| *path);
-    ops.chain(api::v1::ROUTES.iter().map(|(path, _)| *path)).chain(client).chain(ui).chain(etcd_v3).collect()
+    let mut templates: Vec<&'static str> = ops
+        .chain(api::v1::ROUTES.iter().map(|(path, _)| *path))
+        .chain(client)
+        .chain(ui)
+        .chain(kubernetes)
+        .chain(etcd_v3)
+        .collect();
+    // `/version` is both dialects' (one route, see api::etcd_v3).
+    templates.sort_unstable();
+    templates.dedup();
+    templates
 }
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then drains
@@ -79,6 +95,7 @@ pub fn route_templates() -> Vec<&'static str> {
 /// resolved, or the listener fails.
 pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let config = Arc::new(config);
+    let tls = config.http.tls.as_ref().map(server::tls_acceptor).transpose()?;
     let etcd = EtcdClient::connect(&config.etcd).await?;
     let namespaces = Namespaces::new(&config, &etcd);
     // Token secrets are resolved before anything starts, so a bad one stops
@@ -89,8 +106,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     namespaces.start(&config, &etcd, &tasks, &shutdown);
     tasks.close();
     let router = app(state);
-    tracing::info!(address = %listener.local_addr()?, "listening");
-    let server = tokio::spawn(server::serve(listener, router, shutdown.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %listener.local_addr()?, scheme, "listening");
+    let server = tokio::spawn(server::serve(listener, router, tls, shutdown.clone()));
     shutdown.cancelled().await;
     let deadline = config.http.shutdown_timeout.get();
     let drained = tokio::time::timeout(deadline, async {

@@ -2,4 +2,5 @@
 //! fan-out, and shares the plumbing in `crate::http`; none imports another.
 
 pub mod etcd_v3;
+pub mod kubernetes;
 pub mod v1;

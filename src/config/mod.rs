@@ -6,6 +6,7 @@
 //! only the part it needs. `config/gateway.toml` documents every key.
 
 mod explain;
+mod kubernetes;
 mod load;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use kubernetes::{KeyPart, KeyTemplate, KubeResourceConfig, KubernetesConfig};
 pub use load::{Cli, LoadError, Loaded, load};
 pub use units::{ByteSize, HumanDuration};
 pub use validate::ConfigError;
@@ -42,6 +44,8 @@ pub struct Config {
     pub tokens: Vec<TokenConfig>,
     /// etcd's own JSON API (`/v3/…`, `/version`), served from the cache.
     pub etcd_api: EtcdApiConfig,
+    /// The Kubernetes-style list/watch surface (COMPAT.md §1).
+    pub kubernetes: KubernetesConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -61,6 +65,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             tokens: Vec::new(),
             etcd_api: EtcdApiConfig::default(),
+            kubernetes: KubernetesConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -259,6 +264,18 @@ pub struct HttpConfig {
     /// Byte budget of rendered listing pages shared between identical
     /// requests (0 = off).
     pub page_cache_bytes: ByteSize,
+    /// Serve HTTPS with this certificate and key (absent = plain HTTP).
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// The server's certificate and key (PEM files), for every surface.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for HttpConfig {
@@ -269,6 +286,7 @@ impl Default for HttpConfig {
             body_limit: ByteSize::kib(64),
             shutdown_timeout: HumanDuration::secs(10),
             page_cache_bytes: ByteSize::mib(64),
+            tls: None,
         }
     }
 }

@@ -50,6 +50,8 @@ impl Config {
         self.validate_http()?;
         self.validate_tokens()?;
         self.validate_etcd_api()?;
+        let names: Vec<&str> = self.namespaces.iter().map(|n| n.name.as_str()).collect();
+        self.kubernetes.validate(&names)?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| bad("log.filter", format!("{:?}", self.log.filter), e.to_string()))?;
         Ok(())
@@ -236,6 +238,13 @@ impl Config {
         positive("http.request_timeout", h.request_timeout)?;
         nonzero("http.body_limit", h.body_limit.bytes())?;
         positive("http.shutdown_timeout", h.shutdown_timeout)?;
+        if let Some(tls) = &h.tls {
+            for (field, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+                if !path.is_file() {
+                    return Err(bad(format!("http.tls.{field}"), path.display(), "file does not exist"));
+                }
+            }
+        }
         for (i, origin) in h.cors_origins.iter().enumerate() {
             let field = format!("http.cors_origins[{i}]");
             if origin == "*" {

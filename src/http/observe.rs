@@ -14,6 +14,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tracing::{Instrument, Level, Span};
 
 use super::logging::{self, RequestIds};
@@ -93,8 +94,20 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     response
 }
 
+/// Compresses only answers whose length is known: a streamed body (a watch,
+/// whatever its media type) would sit in the encoder's buffer instead of
+/// reaching the client event by event.
+#[derive(Clone, Copy)]
+struct WholeBody;
+
+impl Predicate for WholeBody {
+    fn should_compress<B: axum::body::HttpBody>(&self, response: &Response<B>) -> bool {
+        response.body().size_hint().exact().is_some()
+    }
+}
+
 /// Runs the handler, gzip-compressing its answer when the client accepts
-/// gzip (tower-http never compresses `text/event-stream`). Requests that do
+/// gzip and the answer is not a stream ([`WholeBody`]). Requests that do
 /// not ask pay nothing for compression.
 async fn run(next: Next, request: Request) -> Response {
     let accepts_gzip = request
@@ -106,7 +119,12 @@ async fn run(next: Next, request: Request) -> Response {
     if !accepts_gzip {
         return next.run(request).await;
     }
-    let gzip = tower_http::compression::CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd();
+    let gzip = tower_http::compression::CompressionLayer::new()
+        .gzip(true)
+        .no_br()
+        .no_deflate()
+        .no_zstd()
+        .compress_when(WholeBody.and(DefaultPredicate::new()));
     match tower::ServiceExt::oneshot(tower::Layer::layer(&gzip, next), request).await {
         Ok(response) => response.map(axum::body::Body::new),
         Err(never) => match never {},

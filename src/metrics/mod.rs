@@ -74,6 +74,9 @@ pub struct Metrics {
     pub token_requests: Family<Labels, Counter>,
     /// Open watch streams of each token (by the token's name).
     pub token_streams: Family<Labels, Gauge>,
+    /// Values left out of a Kubernetes-style resource because they are not
+    /// JSON objects, by resource (`group/resource`).
+    pub kube_invalid_objects: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -96,6 +99,12 @@ impl Metrics {
         let sse_bytes = Family::<Labels, Counter>::default();
         let sse_resets = Family::<Labels, Counter>::default();
         let sse_lagging_disconnects = Family::<Labels, Counter>::default();
+        let kube_invalid_objects = Family::<Labels, Counter>::default();
+        registry.register(
+            "kube_invalid_objects",
+            "Values left out of a Kubernetes-style list, get or watch because they are not JSON objects",
+            kube_invalid_objects.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by matched route and status",
@@ -134,6 +143,7 @@ impl Metrics {
             sse_lagging_disconnects,
             token_requests,
             token_streams,
+            kube_invalid_objects,
         })
     }
 

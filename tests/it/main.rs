@@ -12,6 +12,8 @@ mod cors;
 mod errors;
 mod etcd3gw;
 mod etcd_v3;
+mod kubernetes;
+mod kubernetes_clients;
 mod kubernetes_manifests;
 mod kv;
 mod kv_bad_input;

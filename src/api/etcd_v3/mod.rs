@@ -143,7 +143,9 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// `GET /version`: etcd's own answer (`{"etcdserver","etcdcluster"}`),
-/// which lua-resty-etcd and etcd3gw read to choose their API prefix.
+/// which lua-resty-etcd and etcd3gw read to choose their API prefix; with
+/// Kubernetes resources configured, Kubernetes' fields too (COMPAT.md §1:
+/// kubectl and DynamicClient read them from the same path).
 async fn version(State(api): State<EtcdV3>) -> Result<Response, EtcdError> {
     let known = api.version.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let body = match known {
@@ -153,6 +155,16 @@ async fn version(State(api): State<EtcdV3>) -> Result<Response, EtcdError> {
             *api.version.lock().unwrap_or_else(PoisonError::into_inner) = Some(body.clone());
             body
         }
+    };
+    let body = if api.app.config.kubernetes.resources.is_empty() {
+        body
+    } else {
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&body).unwrap_or_default();
+        if let serde_json::Value::Object(kube) = crate::api::kubernetes::discovery::version_fields() {
+            fields.extend(kube);
+        }
+        bytes::Bytes::from(serde_json::to_vec(&fields).unwrap_or_default())
     };
     let mut response = body.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
