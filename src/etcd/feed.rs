@@ -41,6 +41,25 @@ pub fn batches(prefix: &Prefix, response: &WatchResponse) -> Result<Vec<Revision
     Ok(batches)
 }
 
+/// The revision to open a watch at when every revision up to `known` is
+/// already applied and etcd was last seen at `etcd_revision`.
+///
+/// Caught up (`known >= etcd_revision`): `known + 1`. etcd then delivers
+/// events as they are written and never reads them back from storage, which
+/// is the path its watch bugs below live on.
+///
+/// Behind: `known` itself (never 0, "from now" to etcd), and the caller
+/// drops the events of `known` again. etcd replays from storage, where it
+/// removes a delete's tombstone when it compacts at exactly the delete's
+/// revision yet lets a watch start at the compaction revision (etcd #18089,
+/// fixed later by etcd #18274; Debian's 3.4.23 has it): a watch from
+/// `known + 1` just after a compaction at `known + 1` would silently miss that
+/// revision's deletes. From `known`, etcd answers `compacted` instead and
+/// the caller re-lists or resets as for any compaction.
+pub fn watch_from(known: Revision, etcd_revision: Revision) -> Revision {
+    if known >= etcd_revision { known + 1 } else { known.max(1) }
+}
+
 /// Whether etcd `version` sends progress notifications in order with
 /// events. Before 3.4.25 and 3.5.8 a requested progress notification could
 /// overtake events of its own revision (etcd #15220, fixed by etcd #15237).
@@ -124,6 +143,13 @@ impl ProgressGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watches_behind_etcd_open_one_revision_early_never_at_now() {
+        assert_eq!(watch_from(41, 50), 41, "one early: a compaction at 42 answers compacted");
+        assert_eq!(watch_from(41, 41), 42, "caught up: from the next revision, as it is written");
+        assert_eq!(watch_from(0, 3), 1, "0 would mean from now");
+    }
 
     #[test]
     fn versions_with_ordered_progress() {

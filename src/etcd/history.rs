@@ -98,7 +98,10 @@ impl History {
                         Ok(batches) => batches,
                         Err(message) => return Some(Err(UpstreamError::Failed { message })),
                     };
-                    for batch in batches {
+                    // The watch opened at `last` itself (`feed::watch_from`: a catch-up is
+                    // behind by definition).
+                    let known = self.last;
+                    for batch in batches.into_iter().filter(|b| b.revision > known) {
                         self.last = batch.revision;
                         self.pending.push_back(HistoryItem::Batch(batch));
                     }
@@ -124,7 +127,9 @@ impl History {
     async fn open(&mut self) -> Result<(), UpstreamError> {
         let (start, end) = self.prefix.etcd_range(&self.range);
         let (_, client) = self.client.current();
-        let mut options = WatchOptions::new().with_range(end).with_start_revision(self.last + 1);
+        let mut options = WatchOptions::new()
+            .with_range(end)
+            .with_start_revision(feed::watch_from(self.last, Revision::MAX));
         if self.prev_kv {
             options = options.with_prev_key();
         }

@@ -226,7 +226,8 @@ impl Reflector {
         let endpoint = endpoint.to_owned();
         let lost = |reason, error: Failure| WatchEnd::Lost { reason, error, made_progress: false };
         // Bounded: a request can wait for a connection no timeout covers.
-        let opening = tokio::time::timeout(self.open_timeout(), self.open(client.clone(), start_revision));
+        let from = feed::watch_from(start_revision - 1, self.cache.status().etcd_revision());
+        let opening = tokio::time::timeout(self.open_timeout(), self.open(client.clone(), from));
         let (mut requests, mut responses) = tokio::select! {
             () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
             opened = opening => match opened {
@@ -388,7 +389,8 @@ impl Reflector {
         };
         if !response.events().is_empty() {
             let batches = feed::batches(&self.prefix, &response).map_err(WatchEnd::Inconsistent)?;
-            for batch in batches {
+            // The watch may have opened one revision early (`feed::watch_from`).
+            for batch in batches.into_iter().filter(|b| b.revision >= start_revision) {
                 self.cache.apply(batch).await.map_err(|e| WatchEnd::Inconsistent(e.to_string()))?;
             }
             gate.events_applied(self.cache.head());

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::support::etcd::put;
+use crate::support::http::get;
 use crate::support::metrics::{scrape, value};
 use crate::support::sse::SseClient;
 use crate::support::{Etcd, Gateway};
@@ -113,4 +114,33 @@ async fn a_stream_moves_to_a_replica_started_later_without_loss() {
         tokio::time::timeout(Duration::from_secs(30), changes(&mut sse, written.len() - 5)).await.unwrap();
     let all: Vec<String> = received.into_iter().chain(rest).collect();
     assert_eq!(all, written, "nothing missed, nothing twice");
+}
+
+/// The catch-up half of the chaos suite's finding (RELIABILITY.md): etcd
+/// (before etcd #18274) drops a delete's tombstone when it compacts at
+/// exactly that revision, yet accepts a watch starting there. A stream
+/// resuming just below it must get `reset`, not the later revisions
+/// without the delete.
+#[tokio::test]
+async fn a_catch_up_never_skips_a_delete_compacted_at_its_own_revision() {
+    let etcd = Etcd::start().await;
+    let mut client = etcd.client().await;
+    let gw = Gateway::start_ready(config(&etcd)).await;
+    put(&mut client, "app/gone", "v").await;
+    let since = put(&mut client, "app/x", "v").await;
+    let deleted = client.delete("app/gone", None).await.unwrap().header().unwrap().revision();
+    assert_eq!(deleted, since + 1);
+    let mut last = deleted;
+    // More revisions than the window keeps: the resume needs etcd.
+    for i in 0..10 {
+        last = put(&mut client, format!("app/k{i}"), "v").await;
+    }
+    etcd.compact(deleted).await;
+    let ready = get(&gw.url(&format!("/v1/namespaces/app/kv/x?min_revision={last}"))).await;
+    assert_eq!(ready.status, 200, "{}", String::from_utf8_lossy(&ready.body));
+
+    let url = gw.url("/v1/namespaces/app/watch");
+    let mut sse = SseClient::open_with(&url, &[("last-event-id", &since.to_string())]).await;
+    let first = sse.next_not_progress().await;
+    assert_eq!((first.event.as_str(), first.data["code"].as_str()), ("reset", Some("compacted")));
 }

@@ -22,6 +22,8 @@ pub struct Proxy {
     open: Arc<AtomicBool>,
     /// Cancelled to drop every current connection.
     generation: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled to reset (RST) every current connection.
+    resets: Arc<std::sync::Mutex<CancellationToken>>,
     /// `false` while stalled: connections stay open and nothing flows.
     flowing: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -54,7 +56,9 @@ impl Proxy {
         let open = Arc::new(AtomicBool::new(true));
         let generation = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
         let (flowing, _) = watch::channel(true);
+        let resets = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
         let (open2, generation2, flowing2) = (open.clone(), generation.clone(), flowing.clone());
+        let reset2 = resets.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if !open2.load(Ordering::SeqCst) {
@@ -63,19 +67,30 @@ impl Proxy {
                 let cut = generation2.lock().unwrap().clone();
                 let upstream = upstream.clone();
                 let flowing = flowing2.subscribe();
+                let reset = reset2.lock().unwrap().clone();
                 tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(&upstream).await else { return };
-                    let (in_read, in_write) = inbound.into_split();
-                    let (out_read, out_write) = outbound.into_split();
-                    tokio::select! {
-                        () = cut.cancelled() => {}
-                        () = pump(in_read, out_write, flowing.clone()) => {}
-                        () = pump(out_read, in_write, flowing) => {}
+                    let Ok(mut outbound) = TcpStream::connect(&upstream).await else { return };
+                    let mut inbound = inbound;
+                    let reset_now = {
+                        let (in_read, in_write) = inbound.split();
+                        let (out_read, out_write) = outbound.split();
+                        tokio::select! {
+                            () = cut.cancelled() => false,
+                            () = reset.cancelled() => true,
+                            () = pump(in_read, out_write, flowing.clone()) => false,
+                            () = pump(out_read, in_write, flowing) => false,
+                        }
+                    };
+                    if reset_now {
+                        // SO_LINGER 0: closing sends RST, as a crashed
+                        // middlebox or a conntrack flush would.
+                        let _ = inbound.set_zero_linger();
+                        let _ = outbound.set_zero_linger();
                     }
                 });
             }
         });
-        Self { addr, open, generation, flowing, task }
+        Self { addr, open, generation, resets, flowing, task }
     }
 
     /// The URL clients use.
@@ -89,6 +104,14 @@ impl Proxy {
         let mut generation = self.generation.lock().unwrap();
         generation.cancel();
         *generation = CancellationToken::new();
+    }
+
+    /// Resets every current connection (RST to both sides) and keeps
+    /// accepting new ones.
+    pub fn reset(&self) {
+        let mut resets = self.resets.lock().unwrap();
+        resets.cancel();
+        *resets = CancellationToken::new();
     }
 
     /// Stops forwarding in both directions while keeping every connection
