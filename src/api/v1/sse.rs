@@ -100,7 +100,8 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
         .collect();
     // `whole` is the complete `change` frame: a subscriber that takes every
     // event sends these shared bytes as they are, with nothing of its own.
-    let mut all = format!("event: change\nid: {revision}\ndata: {{\"revision\":{revision},\"events\":[").into_bytes();
+    let mut all =
+        format!("event: change\nid: {revision}\ndata: {{\"revision\":{revision},\"events\":[").into_bytes();
     for (i, e) in rendered.iter().enumerate() {
         if i > 0 {
             all.push(b',');
