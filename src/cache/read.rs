@@ -85,6 +85,11 @@ impl WatchCache {
                     Ok(self.at_head())
                 } else {
                     status.consistent_fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // etcd's revision now, not the one asked before waiting:
+                    // still linearizable (never older), and etcd may have
+                    // compacted that one meanwhile (the chaos suite saw 410s).
+                    let revision = self.inner.source.current_revision().await?.max(revision);
+                    status.observe_etcd_revision(revision);
                     tracing::debug!(namespace = self.name(), revision, "consistent read falls back to etcd");
                     Ok(self.etcd_snapshot(revision))
                 }

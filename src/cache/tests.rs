@@ -359,3 +359,29 @@ async fn with_the_ttl_policy_every_value_is_in_the_value_cache() {
         "from the value cache"
     );
 }
+
+#[tokio::test]
+async fn a_consistent_read_that_times_out_reads_etcd_at_its_revision_then() {
+    let loader = FakeSource::default();
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 100 }), 1 << 20, loader.clone());
+    loader.0.lock().unwrap().states.insert(1, State::new());
+    cache.snapshot_builder(1).install(ResetReason::Relisted).await;
+    cache.status().set_connected(true);
+    let write = |etcd: &mut FakeEtcd| {
+        apply_to_model(etcd, &Step::Batch { gap: 1, ops: vec![(0, Some(vec![1]))] }).unwrap();
+    };
+    write(&mut loader.0.lock().unwrap());
+    // The cache never gets revision 2. While the read waits for it, etcd
+    // moves on and compacts revision 2 away.
+    let reader = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.snapshot(At::Consistent).await.map(|s| s.revision()) }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    {
+        let mut etcd = loader.0.lock().unwrap();
+        write(&mut etcd);
+        etcd.compacted = 3;
+    }
+    assert_eq!(reader.await.unwrap().unwrap(), 3, "read at etcd's revision after the wait, not at 2");
+}
