@@ -46,7 +46,7 @@ apt_install() {
 DEBIAN_ETCD=/usr/bin/etcd
 
 ensure_build_tools() {
-  ensure_tools "$DEBIAN_ETCD":etcd-server etcdctl:etcd-client protoc:protobuf-compiler \
+  ensure_tools "$DEBIAN_ETCD":etcd-server /usr/bin/etcdctl:etcd-client protoc:protobuf-compiler \
     /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
   check_protoc

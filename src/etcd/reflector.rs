@@ -219,14 +219,36 @@ impl Reflector {
         Ok(())
     }
 
+    /// etcd's current revision, from the header of a read of one key.
+    async fn etcd_revision(&self) -> Result<Revision, UpstreamError> {
+        let (key, _) = self.prefix.etcd_range(&KeyRange::all());
+        let response = self.client.get(key, GetOptions::new().with_keys_only()).await?;
+        Ok(response.header().map_or(0, |h| h.revision()))
+    }
+
     /// Watches from head+1 until the stream ends, fails or goes silent.
     async fn watch(&self) -> WatchEnd {
         let start_revision = self.cache.head() + 1;
         let (endpoint, client) = self.client.current();
         let endpoint = endpoint.to_owned();
         let lost = |reason, error: Failure| WatchEnd::Lost { reason, error, made_progress: false };
+        // Where etcd is now, not where it was last seen: after a disconnect
+        // the last known revision is stale, and a watch opened at head+1 just
+        // after a compaction there would miss that revision's deletes
+        // (`feed::watch_from`). One single-key read; the last known revision
+        // if etcd does not answer (opening the watch then fails as well).
+        let etcd_revision = tokio::select! {
+            () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
+            asked = tokio::time::timeout(self.open_timeout(), self.etcd_revision()) => match asked {
+                Ok(Ok(revision)) => {
+                    self.cache.status().observe_etcd_revision(revision);
+                    revision
+                }
+                _ => self.cache.status().etcd_revision(),
+            },
+        };
         // Bounded: a request can wait for a connection no timeout covers.
-        let from = feed::watch_from(start_revision - 1, self.cache.status().etcd_revision());
+        let from = feed::watch_from(start_revision - 1, etcd_revision);
         let opening = tokio::time::timeout(self.open_timeout(), self.open(client.clone(), from));
         let (mut requests, mut responses) = tokio::select! {
             () = self.shutdown.cancelled() => return WatchEnd::Shutdown,
