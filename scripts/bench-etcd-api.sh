@@ -54,7 +54,7 @@ enabled = true
 [log]
 filter = "error"
 TOML
-./target/release/etcd-cache-gateway --config "$dir/gateway.toml" &
+"${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/gateway.toml" &
 gw_pid=$!
 bg_pids="$bg_pids $gw_pid"
 for _ in $(seq 1 3000); do curl -fsS "${gw_url}/readyz" >/dev/null 2>&1 && break; sleep 0.01; done

@@ -34,7 +34,7 @@ max_subscribers_per_namespace = 20000
 filter = "warn"
 TOML
   for _ in $(seq 1 100); do curl -fsS "${etcd_url}/health" >/dev/null 2>&1 && break; sleep 0.1; done
-  ./target/release/etcd-cache-gateway --config "$dir/gateway-$n.toml" &
+  "${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/gateway-$n.toml" &
   gw_pid=$!
   bg_pids="$bg_pids $gw_pid"
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${gw_port}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -61,7 +61,7 @@ key = "widgets/{namespace}/{name}"
 [log]
 filter = "error"
 TOML
-./target/release/etcd-cache-gateway --config "$dir/gateway.toml" &
+"${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/gateway.toml" &
 gw_pid=$!
 bg_pids="$bg_pids $gw_pid"
 for _ in $(seq 1 600); do curl -fsS "${gw_url}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

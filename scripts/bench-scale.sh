@@ -80,7 +80,7 @@ filter = "error"
 ${3:-}
 TOML
   gw_started=$(now)
-  ./target/release/etcd-cache-gateway --config "$dir/$1.toml" &
+  "${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/$1.toml" &
   gw_pid=$!
   bg_pids="$bg_pids $gw_pid"
 }

@@ -97,7 +97,7 @@ page_cache_bytes = "${variant#*:}"
 [log]
 filter = "warn"
 TOML
-    "${server[@]}" ./target/release/etcd-cache-gateway --config "$run/gateway-${port}.toml" &
+    "${server[@]}" "${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$run/gateway-${port}.toml" &
     pids="$pids $!"
     bg_pids="$bg_pids $!"
     for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${port}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -67,7 +67,7 @@ cors_origins = ["*"]
 TOML
 
 echo "==> starting the gateway on ${base}"
-./target/release/etcd-cache-gateway --config "$dir/gateway.toml" &
+"${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/gateway.toml" &
 gateway_pid=$!
 # The gateway stops first: it ends its streams while etcd is still up.
 bg_pids="$gateway_pid $bg_pids"
