@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use etcd_cache_gateway::config::{Config, EtcdWrites, HumanDuration, NamespaceConfig, TokenConfig};
+use etcd_cache_gateway::config::{
+    Config, EtcdWrites, HumanDuration, KubeResourceConfig, NamespaceConfig, TokenConfig,
+};
 use serde_json::{Value, json};
 
 use crate::support::{Etcd, Gateway};
@@ -216,6 +218,27 @@ async fn version_is_etcds() {
     let actual: Value = reqwest::get(gw.url("/version")).await.unwrap().json().await.unwrap();
     assert_eq!(actual, expected);
     assert!(actual["etcdserver"].is_string() && actual["etcdcluster"].is_string(), "{actual}");
+    drop(gw);
+
+    // With the Kubernetes dialect on too, one `/version` answers both
+    // kinds of client: etcd's fields and Kubernetes'.
+    let mut both = config(&etcd);
+    both.kubernetes.resources = vec![KubeResourceConfig {
+        namespace: "apps".into(),
+        group: "example.com".into(),
+        version: "v1".into(),
+        resource: "widgets".into(),
+        kind: "Widget".into(),
+        key: "widgets/{namespace}/{name}".into(),
+    }];
+    let gw = Gateway::start_ready(both).await;
+    let actual: Value = reqwest::get(gw.url("/version")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&actual["etcdserver"], &actual["etcdcluster"]),
+        (&expected["etcdserver"], &expected["etcdcluster"]),
+        "{actual}"
+    );
+    assert_eq!((actual["major"].as_str(), actual["minor"].as_str()), (Some("1"), Some("32")), "{actual}");
 }
 
 #[tokio::test]
