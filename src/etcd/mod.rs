@@ -4,6 +4,7 @@
 
 mod backoff;
 pub mod client;
+mod coalesce;
 mod feed;
 mod history;
 pub mod keys;

@@ -7,6 +7,7 @@ use futures_util::stream::BoxStream;
 
 use super::EtcdClient;
 use super::client::classify;
+use super::coalesce::Coalesced;
 use super::keys::Prefix;
 use crate::cache::{HistoryItem, KeyRange, LoadRequest, Loaded, Revision, Source, UpstreamError};
 
@@ -14,12 +15,19 @@ use crate::cache::{HistoryItem, KeyRange, LoadRequest, Loaded, Revision, Source,
 pub struct EtcdSource {
     client: EtcdClient,
     prefix: Prefix,
+    /// Consistent reads' requests for the current revision, shared by
+    /// concurrent readers.
+    revision: Coalesced<Result<Revision, UpstreamError>>,
 }
 
 impl EtcdSource {
     /// A loader for the namespace with `prefix`.
     pub fn new(client: EtcdClient, prefix: Prefix) -> Self {
-        Self { client, prefix }
+        let revision = Coalesced::new({
+            let (client, prefix) = (client.clone(), prefix.clone());
+            move || Box::pin(linearizable_revision(client.clone(), prefix.clone()))
+        });
+        Self { client, prefix, revision }
     }
 
     async fn load_range(&self, request: LoadRequest) -> Result<Loaded, UpstreamError> {
@@ -46,16 +54,17 @@ impl EtcdSource {
             count: u64::try_from(response.count()).unwrap_or(0),
         })
     }
+}
 
-    async fn linearizable_revision(&self) -> Result<Revision, UpstreamError> {
-        // A linearizable read of one key: its header carries etcd's current revision.
-        let (start, _) = self.prefix.etcd_range(&KeyRange::all());
-        let response = self.client.get(start, GetOptions::new().with_count_only()).await?;
-        response
-            .header()
-            .map(|h| h.revision())
-            .ok_or(UpstreamError::Failed { message: "response without header".into() })
-    }
+/// etcd's current revision: a linearizable read of one key, whose header
+/// carries it.
+async fn linearizable_revision(client: EtcdClient, prefix: Prefix) -> Result<Revision, UpstreamError> {
+    let (start, _) = prefix.etcd_range(&KeyRange::all());
+    let response = client.get(start, GetOptions::new().with_count_only()).await?;
+    response
+        .header()
+        .map(|h| h.revision())
+        .ok_or(UpstreamError::Failed { message: "response without header".into() })
 }
 
 /// etcd's compaction revision, given that `compacted` is known to be
@@ -110,7 +119,12 @@ impl Source for EtcdSource {
     }
 
     fn current_revision(&self) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
-        Box::pin(self.linearizable_revision())
+        Box::pin(async {
+            self.revision
+                .get()
+                .await
+                .unwrap_or_else(|| Err(UpstreamError::Unavailable { message: "shutting down".into() }))
+        })
     }
 
     fn compact_revision(&self, compacted: Revision) -> BoxFuture<'_, Result<Revision, UpstreamError>> {
