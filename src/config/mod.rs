@@ -229,8 +229,9 @@ pub struct WatchConfig {
     /// Streams are closed after this long (jittered ±10%) so load rebalances.
     pub max_stream_lifetime: HumanDuration,
     /// Streams resumed from a revision older than the history window are
-    /// caught up from etcd, one etcd watch each for as long as that takes:
-    /// at most this many at once (the others wait their turn).
+    /// caught up from etcd by replays of its history (one etcd watch each
+    /// while it reads, shared by every stream resuming at or after its
+    /// start): at most this many replays at once (the others wait their turn).
     pub max_catch_ups: usize,
 }
 

@@ -1,31 +1,44 @@
 //! Catching a subscriber up from etcd when its position is older than the
 //! cache's history window (after a gateway restart every client's is; a slow
-//! reader's can be), instead of a reset: the source replays the range's
+//! reader's can be), instead of a reset: etcd replays the namespace's
 //! history after the position, and once what was replayed reaches the
 //! window the subscriber continues from the shared history, with no gap and
 //! no duplicate. Only a position etcd itself compacted ends in a reset.
 //!
-//! Each catch-up is one etcd watch for as long as it runs: [`CatchUps`]
-//! bounds how many run at once; the others wait their turn, so 10,000
-//! clients reconnecting after a restart open at most that many watches.
+//! A replay is shared, as the history window is: subscribers resuming at or
+//! after its start read the same entries, so 10,000 clients reconnecting
+//! after a restart (all at about the same revision) cost etcd one watch,
+//! not 10,000. A replay reads the whole namespace with `prev_kv`, whatever
+//! its first subscriber selected, so any later one can use it. It keeps at
+//! most `replay_bytes` of entries; its readers continue from a new replay
+//! where it stopped. It stops reading etcd when its last reader leaves.
+//! [`CatchUps`] bounds how many replays read etcd at once; the others wait
+//! their turn.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Subscription;
 use crate::cache::{Entry, EntryKind, HistoryItem, Index, KeyRange, Revision, UpstreamError, WatchCache};
 
-/// The bound on concurrent catch-ups, and what they did.
+/// The bound on concurrent replays, the replays in progress, and what
+/// they did.
 #[derive(Debug)]
 pub struct CatchUps {
     permits: Arc<Semaphore>,
-    /// Catch-ups waiting for their turn now.
+    /// Most bytes of entries ([`Entry::bytes`]) one replay keeps.
+    replay_bytes: u64,
+    /// Replays in progress; each lives as long as a subscriber reads it.
+    replays: Mutex<Vec<Weak<Replay>>>,
+    /// Replays waiting for their turn to read etcd now.
     pub waiting: AtomicU64,
-    /// Catch-ups that reached the window.
+    /// Replays started: each is one etcd watch while it reads.
+    pub replays_started: AtomicU64,
+    /// Catch-ups (one per subscriber) that reached the window.
     pub completed: AtomicU64,
     /// Catch-ups that found the position compacted in etcd (a reset followed).
     pub compacted: AtomicU64,
@@ -34,44 +47,61 @@ pub struct CatchUps {
 }
 
 impl CatchUps {
-    /// At most `concurrent` catch-ups at once.
-    pub fn new(concurrent: usize) -> Self {
+    /// At most `concurrent` replays read etcd at once, each keeping at most
+    /// `replay_bytes` of history.
+    pub fn new(concurrent: usize, replay_bytes: u64) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(concurrent)),
+            replay_bytes,
+            replays: Mutex::default(),
             waiting: AtomicU64::new(0),
+            replays_started: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             compacted: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
     }
 
-    /// Catch-ups running now.
+    /// Replays reading etcd now.
     pub fn running(&self, concurrent: usize) -> usize {
         concurrent - self.permits.available_permits()
     }
+
+    /// A replay of `cache` that serves a subscriber at `position`: with
+    /// `join`, one in progress that started at or before it and has more
+    /// after it or is still reading (the closest such); else a new one
+    /// starting there.
+    fn replay_for(self: &Arc<Self>, cache: &WatchCache, position: Revision, join: bool) -> Arc<Replay> {
+        let mut replays = self.replays.lock().unwrap_or_else(PoisonError::into_inner);
+        replays.retain(|r| r.strong_count() > 0);
+        let serves = |r: &Replay| {
+            r.namespace == cache.name() && r.start <= position && {
+                let filled = r.state.lock();
+                match filled.end {
+                    None => true,
+                    Some(End::Complete) => filled.position > position,
+                    Some(End::Failed(_)) => false,
+                }
+            }
+        };
+        let joined =
+            replays.iter().filter_map(Weak::upgrade).filter(|r| join && serves(r)).max_by_key(|r| r.start);
+        joined.unwrap_or_else(|| {
+            let replay = Replay::start(cache, self, position);
+            replays.push(Arc::downgrade(&replay));
+            replay
+        })
+    }
+
+    /// Waits for a turn to read etcd (counted as waiting meanwhile).
+    async fn turn(&self) -> OwnedSemaphorePermit {
+        let _waiting = Waiting::new(&self.waiting);
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        permit.unwrap_or_else(|_| unreachable!("the catch-up semaphore is never closed"))
+    }
 }
 
-/// What a catch-up gives next.
-#[derive(Debug)]
-pub enum Step {
-    /// The next revision of the range, replayed from etcd.
-    Batch(Arc<Entry>),
-    /// The shared history covers the rest: continue with this subscription.
-    Done(Subscription),
-}
-
-/// One subscriber's catch-up in progress.
-pub struct CatchUp {
-    cache: WatchCache,
-    history: BoxStream<'static, Result<HistoryItem, UpstreamError>>,
-    /// The last revision delivered or confirmed quiet.
-    position: Revision,
-    catch_ups: Arc<CatchUps>,
-    /// The turn, once given (the history is read only with one).
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-/// Counts a catch-up as waiting for its turn while it lives.
+/// Counts a replay as waiting for its turn while it lives.
 struct Waiting<'a>(&'a AtomicU64);
 
 impl<'a> Waiting<'a> {
@@ -87,6 +117,129 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The namespace's history after `start`, read from etcd once for every
+/// subscriber it serves.
+#[derive(Debug)]
+struct Replay {
+    namespace: String,
+    start: Revision,
+    state: Arc<ReplayState>,
+    /// Stops the task reading etcd when the last reader drops the replay.
+    _stop: DropGuard,
+}
+
+/// What a replay read so far, shared by its readers and the task that
+/// fills it.
+#[derive(Debug)]
+struct ReplayState {
+    filled: Mutex<Filled>,
+    /// Bumped after every change of `filled`.
+    changed: watch::Sender<()>,
+}
+
+#[derive(Debug)]
+struct Filled {
+    /// Revisions with events, in order.
+    entries: Vec<Arc<Entry>>,
+    /// Every revision up to this one is in `entries`.
+    position: Revision,
+    bytes: u64,
+    end: Option<End>,
+}
+
+#[derive(Debug)]
+enum End {
+    /// Reached the history window or the byte bound: readers continue from
+    /// the window or from a new replay.
+    Complete,
+    Failed(UpstreamError),
+}
+
+impl ReplayState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Filled> {
+        self.filled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Filled)) {
+        change(&mut self.lock());
+        self.changed.send_replace(());
+    }
+}
+
+impl Replay {
+    fn start(cache: &WatchCache, catch_ups: &Arc<CatchUps>, start: Revision) -> Arc<Self> {
+        let filled = Filled { entries: Vec::new(), position: start, bytes: 0, end: None };
+        let state = Arc::new(ReplayState { filled: Mutex::new(filled), changed: watch::Sender::new(()) });
+        let stop = CancellationToken::new();
+        let fill = fill(cache.clone(), Arc::clone(catch_ups), Arc::clone(&state), start);
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    () = fill => {}
+                }
+            }
+        });
+        Arc::new(Self { namespace: cache.name().to_owned(), start, state, _stop: stop.drop_guard() })
+    }
+}
+
+/// Reads etcd's history of the namespace after `start` into `state` until
+/// it reaches the window or the byte bound, or fails.
+async fn fill(cache: WatchCache, catch_ups: Arc<CatchUps>, state: Arc<ReplayState>, start: Revision) {
+    let _turn = catch_ups.turn().await;
+    catch_ups.replays_started.fetch_add(1, Ordering::Relaxed);
+    let mut history = cache.source().history(KeyRange::all(), start, true);
+    loop {
+        let floor = cache.view().history.min_cursor();
+        let enough = {
+            let filled = state.lock();
+            floor.is_some_and(|floor| filled.position >= floor) || filled.bytes >= catch_ups.replay_bytes
+        };
+        if enough {
+            state.update(|f| f.end = Some(End::Complete));
+            return;
+        }
+        let item = history.next().await.unwrap_or_else(|| {
+            Err(UpstreamError::Unavailable { message: "the history from etcd ended".into() })
+        });
+        state.update(|f| match item {
+            Ok(HistoryItem::Batch(batch)) => {
+                let events = batch.events.into_boxed_slice();
+                let entry = Entry::new(batch.revision, EntryKind::Batch, events, Index::new(), Box::new([]));
+                f.position = batch.revision;
+                f.bytes += entry.bytes;
+                f.entries.push(Arc::new(entry));
+            }
+            Ok(HistoryItem::Quiet(revision)) => f.position = f.position.max(revision),
+            Err(e) => f.end = Some(End::Failed(e)),
+        });
+        if state.lock().end.is_some() {
+            return;
+        }
+    }
+}
+
+/// What a catch-up gives next.
+#[derive(Debug)]
+pub enum Step {
+    /// The next revision of the namespace, replayed from etcd.
+    Batch(Arc<Entry>),
+    /// The shared history covers the rest: continue with this subscription.
+    Done(Subscription),
+}
+
+/// One subscriber's catch-up in progress: a reader of a shared replay.
+pub struct CatchUp {
+    cache: WatchCache,
+    catch_ups: Arc<CatchUps>,
+    /// The last revision delivered or confirmed quiet.
+    position: Revision,
+    /// The replay being read (joined at the first step) and its changes.
+    replay: Option<(Arc<Replay>, watch::Receiver<()>)>,
+}
+
 impl CatchUp {
     /// Whether a subscriber at `cursor` needs a catch-up: it is behind the
     /// window (a position ahead of a re-listed cache is not caught up: etcd
@@ -95,44 +248,22 @@ impl CatchUp {
         cache.view().history.min_cursor().is_some_and(|floor| cursor < floor)
     }
 
-    /// A catch-up of a subscriber of `range` at `cursor`; it reads etcd
-    /// only once its turn comes (in [`CatchUp::next`]).
-    pub fn start(
-        cache: &WatchCache,
-        catch_ups: &Arc<CatchUps>,
-        range: KeyRange,
-        cursor: Revision,
-        prev_kv: bool,
-    ) -> Self {
-        Self {
-            cache: cache.clone(),
-            history: cache.source().history(range, cursor, prev_kv),
-            position: cursor,
-            catch_ups: Arc::clone(catch_ups),
-            permit: None,
-        }
+    /// A catch-up of a subscriber at `cursor`; it joins or starts a replay
+    /// at its first step ([`CatchUp::next`]).
+    pub fn start(cache: &WatchCache, catch_ups: &Arc<CatchUps>, cursor: Revision) -> Self {
+        Self { cache: cache.clone(), catch_ups: Arc::clone(catch_ups), position: cursor, replay: None }
     }
 
-    /// Waits for a turn (counted as waiting meanwhile, also when the
-    /// caller gives up waiting).
-    async fn turn(catch_ups: &CatchUps) -> OwnedSemaphorePermit {
-        let _waiting = Waiting::new(&catch_ups.waiting);
-        let permit = Arc::clone(&catch_ups.permits).acquire_owned().await;
-        permit.unwrap_or_else(|_| unreachable!("the catch-up semaphore is never closed"))
-    }
-
-    /// The next step.
+    /// The next step: a revision with events (of the whole namespace: the
+    /// caller selects), or the handover to the window.
     ///
     /// # Errors
-    /// The source's failure: `Compacted` when etcd no longer has the
+    /// The replay's failure: `Compacted` when etcd no longer has the
     /// position (the subscriber must be reset), anything else when etcd
     /// could not be read (the subscriber should retry later).
     ///
     /// Cancel-safe: a step not returned is not lost.
     pub async fn next(&mut self) -> Result<Step, UpstreamError> {
-        if self.permit.is_none() {
-            self.permit = Some(Self::turn(&self.catch_ups).await);
-        }
         loop {
             let floor = self.cache.view().history.min_cursor();
             if floor.is_some_and(|floor| self.position >= floor) {
@@ -142,28 +273,56 @@ impl CatchUp {
                     return Ok(Step::Done(subscription));
                 }
             }
-            let item = match self.history.next().await {
-                Some(item) => item,
-                None => Err(UpstreamError::Unavailable { message: "the history from etcd ended".into() }),
+            let (replay, changes) = self.replay.get_or_insert_with(|| {
+                let replay = self.catch_ups.replay_for(&self.cache, self.position, true);
+                let changes = replay.state.changed.subscribe();
+                (replay, changes)
+            });
+            // Seen before reading: a change after this read wakes the wait.
+            changes.borrow_and_update();
+            let failed = {
+                let filled = replay.state.lock();
+                let next = filled.entries.partition_point(|e| e.revision <= self.position);
+                if let Some(entry) = filled.entries.get(next) {
+                    self.position = entry.revision;
+                    return Ok(Step::Batch(Arc::clone(entry)));
+                }
+                self.position = self.position.max(filled.position);
+                match &filled.end {
+                    None => None,
+                    Some(End::Complete) => Some(None),
+                    Some(End::Failed(e)) => Some(Some(e.clone())),
+                }
             };
-            match item {
-                Ok(HistoryItem::Batch(batch)) => {
-                    self.position = batch.revision;
-                    let events = batch.events.into_boxed_slice();
-                    let entry =
-                        Entry::new(batch.revision, EntryKind::Batch, events, Index::new(), Box::new([]));
-                    return Ok(Step::Batch(Arc::new(entry)));
+            match failed {
+                // Still reading: wait for more. (The sender lives in the
+                // replay this reader holds: the wait ends with a change.)
+                None => {
+                    let _ = changes.changed().await;
                 }
-                Ok(HistoryItem::Quiet(revision)) => self.position = self.position.max(revision),
-                Err(e) => {
-                    let counter = match e {
-                        UpstreamError::Compacted { .. } => &self.catch_ups.compacted,
-                        _ => &self.catch_ups.failed,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    return Err(e);
+                // The window is reached (checked above) or the replay is
+                // full: the next one starts here.
+                Some(None) => self.replay = None,
+                // A replay that started before this position may have been
+                // compacted where this one is not: only a replay of its own
+                // answers that.
+                Some(Some(UpstreamError::Compacted { .. })) if replay.start < self.position => {
+                    let own = self.catch_ups.replay_for(&self.cache, self.position, false);
+                    let changes = own.state.changed.subscribe();
+                    self.replay = Some((own, changes));
                 }
+                Some(Some(e)) => return Err(self.failed(e)),
             }
         }
+    }
+
+    /// Counts a catch-up that ends with `e`.
+    fn failed(&self, e: UpstreamError) -> UpstreamError {
+        let counter = match e {
+            UpstreamError::Compacted { .. } => &self.catch_ups.compacted,
+            _ => &self.catch_ups.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        e
     }
 }

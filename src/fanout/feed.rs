@@ -130,9 +130,6 @@ pub enum FeedEvent {
         entry: Arc<Entry>,
         /// Which of them the range selects (never [`Selected::None`]).
         selected: Selected,
-        /// Whether the batch is the shared history's, whose renderings every
-        /// subscriber shares, or this subscriber's own catch-up's.
-        shared: bool,
     },
     /// Nothing was sent for the progress interval: the subscriber has every
     /// revision up to this one.
@@ -352,8 +349,7 @@ impl Feed {
     }
 
     fn catch_up_phase(&self, cursor: Revision, synced: bool) -> Phase {
-        let o = &self.options;
-        let catch_up = CatchUp::start(&self.cache, &self.catch_ups, o.range.clone(), cursor, o.prev_kv);
+        let catch_up = CatchUp::start(&self.cache, &self.catch_ups, cursor);
         Phase::CatchUp { catch_up: Box::new(catch_up), synced }
     }
 
@@ -389,10 +385,10 @@ impl Feed {
     }
 
     /// The event for a batch, if `range` selects any of it.
-    fn batch(range: &KeyRange, entry: Arc<Entry>, shared: bool) -> Option<FeedEvent> {
+    fn batch(range: &KeyRange, entry: Arc<Entry>) -> Option<FeedEvent> {
         match select(&entry, range) {
             Selected::None => None,
-            selected => Some(FeedEvent::Batch { entry, selected, shared }),
+            selected => Some(FeedEvent::Batch { entry, selected }),
         }
     }
 
@@ -402,7 +398,7 @@ impl Feed {
             let subscription = self.subscription.as_mut().expect("subscribed at start");
             match subscription.try_next() {
                 Some(Update::Batch(entry)) => {
-                    if let Some(event) = Self::batch(&self.options.range, entry, true) {
+                    if let Some(event) = Self::batch(&self.options.range, entry) {
                         self.phase = Phase::Replay;
                         return Some(event);
                     }
@@ -445,7 +441,7 @@ impl Feed {
             };
             match step {
                 Ok(Step::Batch(entry)) => {
-                    if let Some(event) = Self::batch(&self.options.range, entry, false) {
+                    if let Some(event) = Self::batch(&self.options.range, entry) {
                         self.phase = Phase::CatchUp { catch_up, synced };
                         return Some(event);
                     }
@@ -476,7 +472,7 @@ impl Feed {
                 update = subscription.next() => match update {
                     None => return None,
                     Some(Update::Batch(entry)) => {
-                        if let Some(event) = Self::batch(&self.options.range, entry, true) {
+                        if let Some(event) = Self::batch(&self.options.range, entry) {
                             self.phase = Phase::Live;
                             return Some(event);
                         }

@@ -5,7 +5,8 @@
 //! when head moves; [`select`] says which events of a batch its key range
 //! wants; [`FrameMemo`] renders each batch once per output [`Shape`] and
 //! shares the bytes; a subscriber behind the window is brought back to the
-//! shared history by a [`CatchUp`] from etcd; a [`Feed`] drives one
+//! shared history by a [`CatchUp`], reading a replay of etcd's history
+//! shared with every subscriber resuming near it; a [`Feed`] drives one
 //! subscriber through all of it (start, replay, catch-up, live, progress,
 //! gaps). Every streaming surface (SSE on `/v1`, and the other dialects)
 //! drives a `Feed` and renders its events; none of this knows a wire format.

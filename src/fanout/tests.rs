@@ -160,11 +160,9 @@ async fn progress_moves_subscribers_only_when_nothing_is_pending() {
     assert_eq!(sub.progress(), Some(7), "nothing new: still complete up to head");
 }
 
-#[tokio::test]
-async fn a_subscriber_behind_the_window_catches_up_from_the_source_without_gap_or_duplicate() {
-    use super::{CatchUp, CatchUps, Step as CatchUpStep};
-    use crate::cache::KeyRange;
-
+/// A cache with a window of 3 revisions over the model after 10 batches
+/// (some revisions skipped), its source, and the revisions applied.
+async fn cache_behind_window() -> (crate::cache::WatchCache, FakeSource, Vec<Revision>) {
     let loader = FakeSource::default();
     let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 3 }), 1 << 20, loader.clone());
     loader.0.lock().unwrap().states.insert(1, State::new());
@@ -176,34 +174,82 @@ async fn a_subscriber_behind_the_window_catches_up_from_the_source_without_gap_o
         applied.push(batch.revision);
         cache.apply(batch).await.unwrap();
     }
-    assert!(CatchUp::needed(&cache, 1), "position 1 is behind a window of 3 revisions");
-    let catch_ups = Arc::new(CatchUps::new(1));
-    let mut catch_up = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 1, true);
+    (cache, loader, applied)
+}
+
+/// Every revision a catch-up gives, then those of the window it hands over
+/// to.
+async fn caught_up(mut catch_up: super::CatchUp) -> Vec<Revision> {
     let mut seen = Vec::new();
     let mut subscription = loop {
         match catch_up.next().await.unwrap() {
-            CatchUpStep::Batch(entry) => {
+            super::Step::Batch(entry) => {
                 assert!(
                     entry.events.iter().all(|e| e.prev_kv.is_some() || e.kv.meta.version == 1),
-                    "prev_kv asked for"
+                    "replays carry prev_kv"
                 );
                 seen.push(entry.revision);
             }
-            CatchUpStep::Done(subscription) => break subscription,
+            super::Step::Done(subscription) => break subscription,
         }
     };
     while let Some(Update::Batch(entry)) = subscription.try_next() {
         seen.push(entry.revision);
     }
+    seen
+}
+
+#[tokio::test]
+async fn a_subscriber_behind_the_window_catches_up_from_the_source_without_gap_or_duplicate() {
+    use super::{CatchUp, CatchUps};
+    let (cache, loader, applied) = cache_behind_window().await;
+    assert!(CatchUp::needed(&cache, 1), "position 1 is behind a window of 3 revisions");
+    let catch_ups = Arc::new(CatchUps::new(1, 1 << 20));
+    let seen = caught_up(CatchUp::start(&cache, &catch_ups, 1)).await;
     assert_eq!(seen, applied, "every revision once, in order, across the handover");
     assert_eq!(catch_ups.completed.load(std::sync::atomic::Ordering::Relaxed), 1);
 
-    // A position etcd compacted cannot be caught up. (One turn at a time:
-    // the first catch-up gives its turn back when dropped.)
-    drop(catch_up);
+    // A position etcd compacted cannot be caught up (the replay above is
+    // gone with its reader).
     loader.0.lock().unwrap().compacted = 5;
-    let mut late = CatchUp::start(&cache, &catch_ups, KeyRange::all(), 2, false);
+    let mut late = CatchUp::start(&cache, &catch_ups, 2);
     assert!(matches!(late.next().await, Err(crate::cache::UpstreamError::Compacted { .. })));
+    assert_eq!(catch_ups.compacted.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn subscribers_resuming_together_share_one_replay_from_etcd() {
+    use super::{CatchUp, CatchUps};
+    let (cache, _loader, applied) = cache_behind_window().await;
+    let catch_ups = Arc::new(CatchUps::new(4, 1 << 20));
+    // Ten at the same position and one further on, all before the replay
+    // has read anything.
+    let mut readers: Vec<_> = (0..10).map(|_| CatchUp::start(&cache, &catch_ups, 1)).collect();
+    readers.push(CatchUp::start(&cache, &catch_ups, applied[2]));
+    let seen = futures_util::future::join_all(readers.into_iter().map(caught_up)).await;
+    for seen in &seen[..10] {
+        assert_eq!(*seen, applied);
+    }
+    assert_eq!(seen[10], applied[3..], "the later one starts after its own position");
+    let started = catch_ups.replays_started.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(started, 1, "one replay read etcd for all of them");
+    assert_eq!(catch_ups.completed.load(std::sync::atomic::Ordering::Relaxed), 11);
+}
+
+#[tokio::test]
+async fn a_replay_at_its_byte_bound_hands_its_readers_to_the_next_without_a_gap() {
+    use super::{CatchUp, CatchUps};
+    let (cache, _loader, applied) = cache_behind_window().await;
+    // One entry per replay.
+    let catch_ups = Arc::new(CatchUps::new(1, 1));
+    let readers = [CatchUp::start(&cache, &catch_ups, 1), CatchUp::start(&cache, &catch_ups, 1)];
+    let seen = futures_util::future::join_all(readers.into_iter().map(caught_up)).await;
+    assert_eq!(seen, [applied.clone(), applied.clone()]);
+    let started = catch_ups.replays_started.load(std::sync::atomic::Ordering::Relaxed);
+    // Each replay holds one batch: one per revision behind the window, and
+    // one for the first revision that reaches it.
+    let behind = applied.iter().filter(|r| CatchUp::needed(&cache, **r)).count();
+    assert_eq!(started as usize, behind + 1, "a new replay after each full one, shared by both readers");
 }
 
 /// A cache over the model with `batches` single-put batches applied (keys
@@ -234,7 +280,7 @@ fn feed(cache: &crate::cache::WatchCache, start: super::Start, on_gap: super::On
         heartbeat_interval: None,
         lifetime: None,
     };
-    let catch_ups = Arc::new(super::CatchUps::new(4));
+    let catch_ups = Arc::new(super::CatchUps::new(4, 1 << 20));
     super::Feed::new(cache, options, &catch_ups, &tokio_util::sync::CancellationToken::new())
 }
 

@@ -70,7 +70,10 @@ impl AppState {
     ) -> Result<Self, crate::config::ConfigError> {
         let watch_limits = limits::WatchLimits::new(&config);
         let tokens = auth::Tokens::resolve(&config.tokens, env)?;
-        let catch_ups = Arc::new(crate::fanout::CatchUps::new(config.watch.max_catch_ups));
+        let catch_ups = Arc::new(crate::fanout::CatchUps::new(
+            config.watch.max_catch_ups,
+            config.cache.max_history_bytes.bytes(),
+        ));
         let metrics = crate::metrics::Metrics::new(namespaces.clone(), Arc::clone(&catch_ups));
         Ok(Self(Arc::new(Shared { config, namespaces, shutdown, watch_limits, tokens, metrics, catch_ups })))
     }

@@ -160,8 +160,10 @@ mod tests {
     async fn timeouts_limits_ids_and_counts() {
         let config = crate::config::Config::default();
         let client = crate::etcd::EtcdClient::connect(&config.etcd).await.unwrap();
-        let metrics =
-            Metrics::new(Namespaces::new(&config, &client), Arc::new(crate::fanout::CatchUps::new(1)));
+        let metrics = Metrics::new(
+            Namespaces::new(&config, &client),
+            Arc::new(crate::fanout::CatchUps::new(1, 1 << 20)),
+        );
         let app = app(metrics.clone());
         let slow = app.clone().oneshot(Request::get("/slow").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(slow.status(), 504);

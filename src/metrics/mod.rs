@@ -410,8 +410,15 @@ impl Collector for CacheCollector {
                 .collect(),
             ),
             (
+                "catch_up_replays",
+                "Replays of etcd's history started for catch-ups, each one etcd watch while it reads, shared by \
+                 every stream resuming at or after its start",
+                true,
+                vec![(Vec::new(), count(&self.catch_ups.replays_started))],
+            ),
+            (
                 "catch_ups_waiting",
-                "Catch-ups waiting for their turn (watch.max_catch_ups run at once)",
+                "Catch-up replays waiting for their turn to read etcd (watch.max_catch_ups read at once)",
                 false,
                 vec![(Vec::new(), count(&self.catch_ups.waiting))],
             ),

@@ -234,8 +234,8 @@ impl WatchStream {
 
     fn message(&mut self, event: FeedEvent) -> Option<Bytes> {
         match event {
-            FeedEvent::Batch { entry, selected, shared } => {
-                let events = self.events(&entry, selected, shared)?;
+            FeedEvent::Batch { entry, selected } => {
+                let events = self.events(&entry, selected)?;
                 self.feed.sent();
                 let revision = entry.revision.max(self.ns.cache.head());
                 Some(message(self.header(revision), &Status::default(), Some(&events)))
@@ -266,7 +266,7 @@ impl WatchStream {
 
     /// The rendered events of a batch this watch sends, or `None` when its
     /// filters or floor leave none.
-    fn events(&self, entry: &Arc<Entry>, selected: Selected, shared: bool) -> Option<Vec<Bytes>> {
+    fn events(&self, entry: &Arc<Entry>, selected: Selected) -> Option<Vec<Bytes>> {
         if entry.revision < self.floor {
             return None;
         }
@@ -274,8 +274,7 @@ impl WatchStream {
         let prev_kv = self.create.prev_kv;
         let render = |e: &Entry| render(e, prefix, prev_kv);
         let shape = Shape { surface: "etcd_v3", variant: u32::from(prev_kv) };
-        let rendered =
-            if shared { self.ns.frames.rendered(entry, shape, render) } else { Arc::new(render(entry)) };
+        let rendered = self.ns.frames.rendered(entry, shape, render);
         let indices: Vec<usize> = match selected {
             Selected::None => Vec::new(),
             Selected::All => (0..entry.events.len()).collect(),

@@ -242,7 +242,7 @@ impl WatchStream {
                 .collect(),
             FeedEvent::Synced(revision) if self.initial_events => vec![bookmark(resource, revision, true)],
             FeedEvent::Synced(_) | FeedEvent::Heartbeat => Vec::new(),
-            FeedEvent::Batch { entry, selected, shared } => self.batch(&entry, selected, shared),
+            FeedEvent::Batch { entry, selected } => self.batch(&entry, selected),
             FeedEvent::Progress(revision) => vec![bookmark(resource, revision, false)],
             FeedEvent::Gap(Gap { cursor, compact_revision, .. }) => {
                 self.end_with(&Status::too_old(cursor, compact_revision))
@@ -263,7 +263,7 @@ impl WatchStream {
 
     /// The lines of one revision: shared renderings when every watcher of
     /// the resource sees the same, else this watcher's own.
-    fn batch(&self, entry: &Arc<Entry>, selected: Selected, shared: bool) -> Vec<Bytes> {
+    fn batch(&self, entry: &Arc<Entry>, selected: Selected) -> Vec<Bytes> {
         let resource = self.resource();
         let metrics = &self.state.app.metrics;
         let render = |e: &Entry| {
@@ -275,7 +275,7 @@ impl WatchStream {
             let whole = Bytes::from(events.concat());
             Rendered { events, whole }
         };
-        let rendered = if shared && self.filter.is_shared() {
+        let rendered = if self.filter.is_shared() {
             let shape = Shape { surface: "kubernetes", variant: self.resource };
             resource.namespace.frames.rendered(entry, shape, render)
         } else {

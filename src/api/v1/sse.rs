@@ -115,20 +115,15 @@ fn render(events: &[Event], revision: Revision, encoding: Encoding, prev_kv: boo
 /// The `change` frame of the `selected` events of `entry` in a shape. The
 /// whole frame's bytes are shared when every event is selected; otherwise
 /// the selected events' shared bytes are joined without re-encoding.
-/// Without a memo (an entry only this subscriber sees) the batch is
-/// rendered for this frame alone.
 pub fn change(
-    memo: Option<&FrameMemo>,
+    memo: &FrameMemo,
     entry: &Arc<Entry>,
     selected: Selected,
     encoding: Encoding,
     prev_kv: bool,
 ) -> Frame {
     let render = |e: &Entry| render(&e.events, e.revision, encoding, prev_kv);
-    let rendered = match memo {
-        Some(memo) => memo.rendered(entry, shape(encoding, prev_kv), render),
-        None => Arc::new(render(entry)),
-    };
+    let rendered = memo.rendered(entry, shape(encoding, prev_kv), render);
     let Selected::Some(chosen) = selected else {
         return vec![rendered.whole.clone()];
     };

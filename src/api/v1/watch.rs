@@ -204,10 +204,9 @@ impl WatchStream {
             FeedEvent::Synced(revision) => {
                 sse::json_event("synced", Some(revision), &json!({"revision": revision}))
             }
-            FeedEvent::Batch { entry, selected, shared } => {
+            FeedEvent::Batch { entry, selected } => {
                 self.feed.sent();
-                let memo = shared.then_some(&self.ns.frames);
-                sse::change(memo, &entry, selected, self.request.encoding, self.request.prev_kv)
+                sse::change(&self.ns.frames, &entry, selected, self.request.encoding, self.request.prev_kv)
             }
             FeedEvent::Progress(revision) => {
                 sse::json_event("progress", Some(revision), &json!({"revision": revision}))
