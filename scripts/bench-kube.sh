@@ -24,7 +24,7 @@ etcd_bin="${ETCD_BIN:-$DEBIAN_ETCD}"
 echo "==> building (release)"
 cargo build --release --quiet --bin etcd-cache-gateway
 cargo bench --bench kube --no-run --quiet 2>/dev/null
-tool() { cargo bench --bench kube --quiet 2>/dev/null; }
+tool() { cargo bench --bench kube --quiet; }
 dir=$(mktemp -d -t etcd-cache-gateway-kube.XXXXXX)
 trap 'stop_all_and_remove "$dir"' EXIT
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::watch::AddedLines;
 use crate::cache::{KeyRange, KeyValue};
 use crate::config::{KeyTemplate, KubeResourceConfig};
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct Resource {
     pub api_version: String,
     /// Its position in the configuration (its fan-out shape variant).
     pub index: u32,
+    /// `ADDED` lines of its objects, shared by watchers.
+    pub added_lines: AddedLines,
 }
 
 /// A stored object as served: its namespace and name (from the key) and
@@ -114,6 +117,7 @@ impl Resources {
                     api_version: format!("{}/{}", config.group, config.version),
                     index: u32::try_from(i).ok()?,
                     config: config.clone(),
+                    added_lines: AddedLines::new(),
                 })
             })
             .collect();

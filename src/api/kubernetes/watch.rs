@@ -54,6 +54,38 @@ impl Filter {
     }
 }
 
+/// Most bytes of `ADDED` lines [`AddedLines`] keeps per resource.
+const ADDED_LINES_BYTES: u64 = 32 << 20;
+
+/// The `ADDED` lines of object versions, rendered once and shared by every
+/// watcher that sees every object: a thousand informers syncing by
+/// WatchList parse and encode each object once, not a thousand times (the
+/// rendering is most of a sync's cost). Keyed by key and `mod_revision`,
+/// and used only for the same value (an etcd restored from a backup can
+/// reuse a revision); bounded in bytes, least recently used first out.
+pub struct AddedLines(moka::sync::Cache<(Bytes, Revision), (Bytes, Option<Bytes>)>);
+
+impl AddedLines {
+    /// An empty memo.
+    pub fn new() -> Self {
+        let weigh = |(key, _): &(Bytes, Revision), (_, line): &(Bytes, Option<Bytes>)| {
+            u32::try_from(key.len() + line.as_ref().map_or(0, Bytes::len) + 64).unwrap_or(u32::MAX)
+        };
+        Self(moka::sync::Cache::builder().max_capacity(ADDED_LINES_BYTES).weigher(weigh).build())
+    }
+
+    /// The `ADDED` line of `kv`, `None` when it is no object of `resource`
+    /// (counted in `metrics` when first rendered).
+    fn line(&self, resource: &Resource, kv: &KeyValue, metrics: &Metrics) -> Option<Bytes> {
+        let render = || {
+            let object = resource.object(kv, kv.meta.mod_revision, metrics);
+            (kv.value.clone(), object.map(|o| line("ADDED", &Value::Object(o.object))))
+        };
+        let (value, line) = self.0.get_with((kv.key.clone(), kv.meta.mod_revision), render);
+        if value == kv.value { line } else { render().1 }
+    }
+}
+
 /// One watch line, `type` first as the API server writes it.
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut bytes = format!("{{\"type\":\"{kind}\",\"object\":").into_bytes();
@@ -234,6 +266,9 @@ impl WatchStream {
         let resource = self.resource();
         let metrics = &self.state.app.metrics;
         match event {
+            FeedEvent::Snapshot { kvs, .. } if self.filter.is_shared() => {
+                kvs.iter().filter_map(|kv| resource.added_lines.line(resource, kv, metrics)).collect()
+            }
             FeedEvent::Snapshot { kvs, .. } => kvs
                 .iter()
                 .filter_map(|kv| resource.object(kv, kv.meta.mod_revision, metrics))
@@ -293,6 +328,50 @@ impl WatchStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Meta;
+    use crate::config::{Config, KubeResourceConfig};
+    use crate::namespaces::Namespaces;
+
+    #[tokio::test]
+    async fn added_lines_are_rendered_once_per_version_and_never_for_another_value() {
+        let config = Config::default();
+        let client = crate::etcd::EtcdClient::connect(&config.etcd).await.unwrap();
+        let namespaces = Namespaces::new(&config, &client);
+        let metrics = Metrics::new(namespaces.clone(), Arc::new(crate::fanout::CatchUps::new(1, 1 << 20)));
+        let widgets = KubeResourceConfig {
+            namespace: "default".into(),
+            group: "example.com".into(),
+            version: "v1".into(),
+            resource: "widgets".into(),
+            kind: "Widget".into(),
+            key: "widgets/{namespace}/{name}".into(),
+        };
+        let resources = super::super::resource::Resources::new(&[widgets], &namespaces);
+        let resource = resources.iter().next().unwrap();
+        let kv = |value: &'static str, mod_revision| KeyValue {
+            key: Bytes::from_static(b"widgets/n1/a"),
+            value: Bytes::from_static(value.as_bytes()),
+            meta: Meta { create_revision: 2, mod_revision, version: 1, lease: 0, value_len: u32::try_from(value.len()).unwrap() },
+        };
+        let expected = |spec: &str, rv: &str| {
+            format!(
+                "{{\"type\":\"ADDED\",\"object\":{{\"apiVersion\":\"example.com/v1\",\"kind\":\"Widget\",\
+                 \"metadata\":{{\"name\":\"a\",\"namespace\":\"n1\",\"resourceVersion\":\"{rv}\"}},\"spec\":{spec}}}}}\n"
+            )
+        };
+        let memo = &resource.added_lines;
+        let first = memo.line(resource, &kv(r#"{"spec":1}"#, 5), &metrics).unwrap();
+        assert_eq!(std::str::from_utf8(&first).unwrap(), expected("1", "5"));
+        // The same version again: the same bytes, not a new rendering.
+        let again = memo.line(resource, &kv(r#"{"spec":1}"#, 5), &metrics).unwrap();
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        // Another value at the same key and revision (an etcd restored from
+        // a backup): rendered from its own value.
+        let other = memo.line(resource, &kv(r#"{"spec":2}"#, 5), &metrics).unwrap();
+        assert_eq!(std::str::from_utf8(&other).unwrap(), expected("2", "5"));
+        // Not an object: left out.
+        assert_eq!(memo.line(resource, &kv("[1]", 6), &metrics), None);
+    }
 
     #[test]
     fn lines_are_one_json_object_each() {
