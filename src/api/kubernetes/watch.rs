@@ -351,7 +351,13 @@ mod tests {
         let kv = |value: &'static str, mod_revision| KeyValue {
             key: Bytes::from_static(b"widgets/n1/a"),
             value: Bytes::from_static(value.as_bytes()),
-            meta: Meta { create_revision: 2, mod_revision, version: 1, lease: 0, value_len: u32::try_from(value.len()).unwrap() },
+            meta: Meta {
+                create_revision: 2,
+                mod_revision,
+                version: 1,
+                lease: 0,
+                value_len: u32::try_from(value.len()).unwrap(),
+            },
         };
         let expected = |spec: &str, rv: &str| {
             format!(
