@@ -445,6 +445,10 @@ impl Feed {
                         self.phase = Phase::CatchUp { catch_up, synced };
                         return Some(event);
                     }
+                    // A replay holds every revision of the namespace; one
+                    // selecting few of them yields now and then instead of
+                    // holding a worker through thousands.
+                    tokio::task::coop::consume_budget().await;
                 }
                 Ok(Step::Done(subscription)) => {
                     self.subscription = Some(subscription);
