@@ -11,12 +11,15 @@
 //! not 10,000. A replay reads the whole namespace with `prev_kv`, whatever
 //! its first subscriber selected, so any later one can use it. It keeps at
 //! most `replay_bytes` of entries; its readers continue from a new replay
-//! where it stopped. It stops reading etcd when its last reader leaves.
+//! where it stopped. It stops reading etcd when its last reader leaves; a
+//! complete one is kept [`LINGER`] longer for streams that resume later
+//! (clients reconnect over seconds, with their own backoff).
 //! [`CatchUps`] bounds how many replays read etcd at once; the others wait
 //! their turn.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -24,6 +27,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Subscription;
 use crate::cache::{Entry, EntryKind, HistoryItem, Index, KeyRange, Revision, UpstreamError, WatchCache};
+
+/// How long a complete replay stays available after its last reader left.
+pub const LINGER: Duration = Duration::from_secs(10);
 
 /// The bound on concurrent replays, the replays in progress, and what
 /// they did.
@@ -172,16 +178,27 @@ impl Replay {
         let state = Arc::new(ReplayState { filled: Mutex::new(filled), changed: watch::Sender::new(()) });
         let stop = CancellationToken::new();
         let fill = fill(cache.clone(), Arc::clone(catch_ups), Arc::clone(&state), start);
-        tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                tokio::select! {
-                    () = stop.cancelled() => {}
-                    () = fill => {}
-                }
+        let replay = Arc::new(Self {
+            namespace: cache.name().to_owned(),
+            start,
+            state: Arc::clone(&state),
+            _stop: stop.clone().drop_guard(),
+        });
+        let lingering = Arc::downgrade(&replay);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = fill => {}
+            }
+            // Done reading etcd: a complete replay still read by someone
+            // stays available a while longer.
+            let complete = matches!(state.lock().end, Some(End::Complete));
+            if let Some(replay) = lingering.upgrade().filter(|_| complete) {
+                tokio::time::sleep(LINGER).await;
+                drop(replay);
             }
         });
-        Arc::new(Self { namespace: cache.name().to_owned(), start, state, _stop: stop.drop_guard() })
+        replay
     }
 }
 
