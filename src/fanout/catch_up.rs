@@ -153,7 +153,7 @@ struct Filled {
     end: Option<End>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum End {
     /// Reached the history window or the byte bound: readers continue from
     /// the window or from a new replay.
@@ -166,9 +166,15 @@ impl ReplayState {
         self.filled.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn update(&self, change: impl FnOnce(&mut Filled)) {
-        change(&mut self.lock());
+    /// Applies `change` and wakes the readers; whether the replay ended.
+    fn update(&self, change: impl FnOnce(&mut Filled)) -> bool {
+        let ended = {
+            let mut filled = self.lock();
+            change(&mut filled);
+            filled.end.is_some()
+        };
         self.changed.send_replace(());
+        ended
     }
 }
 
@@ -221,7 +227,7 @@ async fn fill(cache: WatchCache, catch_ups: Arc<CatchUps>, state: Arc<ReplayStat
         let item = history.next().await.unwrap_or_else(|| {
             Err(UpstreamError::Unavailable { message: "the history from etcd ended".into() })
         });
-        state.update(|f| match item {
+        let ended = state.update(|f| match item {
             Ok(HistoryItem::Batch(batch)) => {
                 let events = batch.events.into_boxed_slice();
                 let entry = Entry::new(batch.revision, EntryKind::Batch, events, Index::new(), Box::new([]));
@@ -232,7 +238,7 @@ async fn fill(cache: WatchCache, catch_ups: Arc<CatchUps>, state: Arc<ReplayStat
             Ok(HistoryItem::Quiet(revision)) => f.position = f.position.max(revision),
             Err(e) => f.end = Some(End::Failed(e)),
         });
-        if state.lock().end.is_some() {
+        if ended {
             return;
         }
     }
@@ -297,7 +303,7 @@ impl CatchUp {
             });
             // Seen before reading: a change after this read wakes the wait.
             changes.borrow_and_update();
-            let failed = {
+            let end = {
                 let filled = replay.state.lock();
                 let next = filled.entries.partition_point(|e| e.revision <= self.position);
                 if let Some(entry) = filled.entries.get(next) {
@@ -305,13 +311,9 @@ impl CatchUp {
                     return Ok(Step::Batch(Arc::clone(entry)));
                 }
                 self.position = self.position.max(filled.position);
-                match &filled.end {
-                    None => None,
-                    Some(End::Complete) => Some(None),
-                    Some(End::Failed(e)) => Some(Some(e.clone())),
-                }
+                filled.end.clone()
             };
-            match failed {
+            match end {
                 // Still reading: wait for more. (The sender lives in the
                 // replay this reader holds: the wait ends with a change.)
                 None => {
@@ -319,16 +321,16 @@ impl CatchUp {
                 }
                 // The window is reached (checked above) or the replay is
                 // full: the next one starts here.
-                Some(None) => self.replay = None,
+                Some(End::Complete) => self.replay = None,
                 // A replay that started before this position may have been
                 // compacted where this one is not: only a replay of its own
                 // answers that.
-                Some(Some(UpstreamError::Compacted { .. })) if replay.start < self.position => {
+                Some(End::Failed(UpstreamError::Compacted { .. })) if replay.start < self.position => {
                     let own = self.catch_ups.replay_for(&self.cache, self.position, false);
                     let changes = own.state.changed.subscribe();
                     self.replay = Some((own, changes));
                 }
-                Some(Some(e)) => return Err(self.failed(e)),
+                Some(End::Failed(e)) => return Err(self.failed(e)),
             }
         }
     }
