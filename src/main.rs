@@ -4,6 +4,11 @@ use anyhow::Context;
 use clap::Parser;
 use etcd_cache_gateway::config::{self, Cli};
 
+/// jemalloc, for an RSS that follows the heap in use (see Cargo.toml).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
