@@ -78,11 +78,15 @@ pub async fn filled_cache(n: usize, history_revisions: u64) -> WatchCache {
     cache
 }
 
-/// Loads `n` keys at revision `n` into `cache`, as a bootstrap would.
+/// Loads `n` keys at revision `n` into `cache`, as a bootstrap would: in
+/// pages of 1,000 in key order (region by region), as etcd returns them.
 pub async fn fill(cache: &WatchCache, n: usize) {
     let mut builder = cache.snapshot_builder(n as Revision + 1);
-    for start in (0..n).step_by(1000) {
-        let page: Vec<KeyValue> = (start..(start + 1000).min(n))
+    let mut in_key_order = (0..16).flat_map(|region| (region..n).step_by(16)).peekable();
+    while in_key_order.peek().is_some() {
+        let page: Vec<KeyValue> = in_key_order
+            .by_ref()
+            .take(1000)
             .map(|i| KeyValue {
                 key: key(i),
                 value: value(i),

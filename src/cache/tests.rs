@@ -385,3 +385,28 @@ async fn a_consistent_read_that_times_out_reads_etcd_at_its_revision_then() {
     }
     assert_eq!(reader.await.unwrap().unwrap(), 3, "read at etcd's revision after the wait, not at 2");
 }
+
+#[tokio::test]
+async fn a_load_in_pages_holds_every_key_of_every_page_in_order() {
+    let cache = cache_with(Box::new(RevisionPolicy { history_revisions: 3 }), 1 << 20, FakeSource::default());
+    let kv = |i: u32| {
+        let value = Bytes::from(i.to_string());
+        let value_len = value.len() as u32;
+        let meta =
+            Meta { create_revision: 2, mod_revision: 2 + i64::from(i), version: 1, lease: 0, value_len };
+        KeyValue { key: Bytes::from(format!("key/{i:05}")), value, meta }
+    };
+    let mut builder = cache.snapshot_builder(500);
+    // Pages of odd and even lengths, each after the last.
+    for page in [0..101u32, 101..102, 102..300] {
+        builder.add(page.map(kv)).await;
+    }
+    builder.install(ResetReason::Relisted).await;
+    let snapshot = cache.snapshot(At::Head).await.unwrap();
+    let page = snapshot.range(&KeyRange::all(), 0, false).await.unwrap();
+    let got: Vec<(Bytes, Bytes, Revision)> =
+        page.kvs.into_iter().map(|kv| (kv.key, kv.value, kv.meta.mod_revision)).collect();
+    let want: Vec<(Bytes, Bytes, Revision)> =
+        (0..300).map(kv).map(|kv| (kv.key, kv.value, kv.meta.mod_revision)).collect();
+    assert_eq!(got, want);
+}
