@@ -7,7 +7,7 @@
 //!   directly to etcd (`SCALE_TARGET=etcd`, one gRPC connection each, as
 //!   separate programs would) or as SSE subscribers of the gateway at
 //!   `SCALE_GATEWAY` (`SCALE_TARGET=gateway`), then pushes `SCALE_EVENTS`
-//!   puts through etcd and reports events delivered per second across all
+//!   puts through etcd (`SCALE_IN_FLIGHT` at a time) and reports events delivered per second across all
 //!   watchers, the time until the last watcher has the last event, the
 //!   writer's own rate, and the CPU time etcd and the gateway used
 //!   (`SCALE_ETCD_PID`, `SCALE_GATEWAY_PID`). Every watcher's sequence is
@@ -170,10 +170,11 @@ async fn watch() {
     );
 }
 
-/// `events` puts under `prefix`, 16 in flight (one revision each).
+/// `events` puts under `prefix`, `SCALE_IN_FLIGHT` (64) at a time, one
+/// revision each.
 async fn write(etcd: &str, prefix: &str, events: usize) {
     let client = Client::connect([etcd], None).await.expect("connect to etcd");
-    let in_flight = Arc::new(Semaphore::new(16));
+    let in_flight = Arc::new(Semaphore::new(number("SCALE_IN_FLIGHT", 64)));
     let mut tasks = Vec::new();
     for i in 0..events {
         let permit = Arc::clone(&in_flight).acquire_owned().await.unwrap();

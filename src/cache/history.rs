@@ -3,7 +3,7 @@
 //! and watch replay. Persistent (structurally shared) so a published view is
 //! an O(1) clone and readers never block the writer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -75,6 +75,11 @@ pub struct Entry {
     /// What the entry costs as history, charged against the window's byte
     /// bound: see [`Entry::history_bytes`].
     pub bytes: u64,
+    /// The entry published after this one in the same history, once it is
+    /// published: a watcher at this entry finds the next one without
+    /// searching the window. Weak, so a watcher holding an old entry never
+    /// keeps the entries after it (or their index versions) in memory.
+    next: OnceLock<Weak<Entry>>,
 }
 
 impl Entry {
@@ -87,7 +92,31 @@ impl Entry {
         superseded: Box<[Superseded]>,
     ) -> Self {
         let bytes = Self::history_bytes(&events);
-        Self { revision, kind, events, index, superseded, applied_at: Instant::now(), bytes }
+        Self {
+            revision,
+            kind,
+            events,
+            index,
+            superseded,
+            applied_at: Instant::now(),
+            bytes,
+            next: OnceLock::new(),
+        }
+    }
+
+    /// The entry published after this one, while it is in memory; `None`
+    /// before it is published, after it was dropped from the window, or
+    /// when the history was replaced (a re-list) after this entry.
+    pub fn next(&self) -> Option<Arc<Entry>> {
+        self.next.get().and_then(Weak::upgrade)
+    }
+
+    /// Records `next` as published after this entry (once; later calls
+    /// change nothing).
+    pub(super) fn link(&self, next: &Arc<Entry>) {
+        debug_assert!(next.revision > self.revision);
+        // Set only by the cache's one writer, once per entry.
+        let _ = self.next.set(Arc::downgrade(next));
     }
 
     /// The memory a batch of `events` holds as history: keys, values and

@@ -304,12 +304,20 @@ impl WatchCache {
     async fn publish(&self, view: &View, head: Revision, mut history: History) {
         let window_start = self.inner.policy.window_start(head, &history, Instant::now());
         let dropped = history.trim(window_start, self.inner.options.max_history_bytes);
+        let link = match (view.history.latest(), history.latest()) {
+            (Some(old), Some(new)) if !Arc::ptr_eq(old, new) => Some((Arc::clone(old), Arc::clone(new))),
+            _ => None,
+        };
         self.inner.view.store(Arc::new(View {
             head,
             history,
             generation: view.generation,
             last_reset: view.last_reset,
         }));
+        // Published: watchers at the previous entry may follow to this one.
+        if let Some((old, new)) = link {
+            old.link(&new);
+        }
         self.inner.head_tx.send_replace(head);
         self.forget_superseded(dropped.iter()).await;
     }

@@ -154,6 +154,12 @@ pub enum FeedEvent {
     Failed(ReadError),
 }
 
+/// Most unselected revisions [`Feed::ready_batch`] passes over in one call.
+const DUE_SKIPS: usize = 64;
+
+/// A feed whose batches are always due checks its lifetime every this many.
+const DUE_CLOCK_EVERY: u32 = 64;
+
 enum Phase {
     Start,
     /// Sending the state at a revision chunk by chunk.
@@ -265,6 +271,8 @@ pub struct Feed {
     subscription: Option<Subscription>,
     phase: Phase,
     timers: Timers,
+    /// Batches taken without waiting (see [`DUE_CLOCK_EVERY`]).
+    due_count: u32,
 }
 
 impl std::fmt::Debug for Feed {
@@ -293,6 +301,7 @@ impl Feed {
             shutdown: shutdown.child_token(),
             subscription: None,
             phase: Phase::Start,
+            due_count: 0,
         }
     }
 
@@ -301,6 +310,41 @@ impl Feed {
     /// that drops a batch, e.g. for a filter of its own, does not call it.)
     pub fn sent(&mut self) {
         self.timers.sent();
+    }
+
+    /// The next batch when one is due now, without waiting; `None` when
+    /// the feed is not live or anything else is next (for [`Feed::next`]).
+    /// A surface joins the batches already due into one write with it:
+    /// a subscriber woken after several revisions costs one write, not one
+    /// per revision.
+    pub fn ready_batch(&mut self) -> Option<FeedEvent> {
+        if !matches!(self.phase, Phase::Live) {
+            return None;
+        }
+        self.due_batch()
+    }
+
+    /// The next selected batch if it is due now and the feed goes on; at
+    /// most [`DUE_SKIPS`] unselected revisions are passed over on the way.
+    fn due_batch(&mut self) -> Option<FeedEvent> {
+        // The clock is read every few batches only: a lifetime ends a
+        // little late rather than costing every event a clock read.
+        self.due_count = self.due_count.wrapping_add(1);
+        let check_clock = self.due_count % DUE_CLOCK_EVERY == 0;
+        let ended =
+            check_clock && self.timers.end_at.as_ref().is_some_and(|end| end.deadline() <= Instant::now());
+        if ended || self.shutdown.is_cancelled() {
+            return None;
+        }
+        let subscription = self.subscription.as_mut()?;
+        for _ in 0..DUE_SKIPS {
+            // A reset is left for `next` to find again (it moves nothing).
+            let Update::Batch(entry) = subscription.try_next()? else { return None };
+            if let Some(event) = Self::batch(&self.options.range, entry) {
+                return Some(event);
+            }
+        }
+        None
     }
 
     /// The next event; `None` once the feed ended (after its last event,
@@ -467,6 +511,11 @@ impl Feed {
     }
 
     async fn live(&mut self) -> Option<FeedEvent> {
+        // A batch already due needs none of the clocks and wake-ups below.
+        if let Some(event) = self.due_batch() {
+            self.phase = Phase::Live;
+            return Some(event);
+        }
         loop {
             let subscription = self.subscription.as_mut().expect("subscribed at start");
             tokio::select! {

@@ -30,6 +30,9 @@ pub const MEMO_REVISIONS: usize = 4096;
 /// as they stay among the last [`MEMO_REVISIONS`].
 pub const MEMO_BYTES: usize = 32 << 20;
 
+/// How many of the newest revisions a lookup tries before it searches.
+const RECENT: usize = 8;
+
 /// One output shape of one surface, e.g. `/v1` with base64 values and
 /// `prev_kv`. Renderings are shared between subscribers of equal shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -72,16 +75,37 @@ impl Slot {
 struct Slots {
     /// Ordered by revision, oldest first.
     slots: VecDeque<Arc<Slot>>,
+    /// The slots' revisions, in the same order: searched without touching
+    /// the slots themselves.
+    revisions: VecDeque<Revision>,
     bytes: usize,
 }
 
 impl Slots {
     fn position(&self, revision: Revision) -> Result<usize, usize> {
-        self.slots.binary_search_by(|s| s.revision.cmp(&revision))
+        // Subscribers that keep up ask for the newest few: look there first.
+        let n = self.revisions.len();
+        for i in (n.saturating_sub(RECENT)..n).rev() {
+            match self.revisions[i].cmp(&revision) {
+                std::cmp::Ordering::Equal => return Ok(i),
+                std::cmp::Ordering::Less => return Err(i + 1),
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        self.revisions.binary_search(&revision)
     }
 
-    fn forget(&mut self, slot: &Slot) {
-        self.bytes = self.bytes.saturating_sub(slot.bytes());
+    fn insert(&mut self, i: usize, slot: Arc<Slot>) {
+        self.revisions.insert(i, slot.revision);
+        self.slots.insert(i, slot);
+    }
+
+    /// Drops the oldest slot.
+    fn pop_oldest(&mut self) {
+        self.revisions.pop_front();
+        if let Some(oldest) = self.slots.pop_front() {
+            self.bytes = self.bytes.saturating_sub(oldest.bytes());
+        }
     }
 }
 
@@ -146,15 +170,13 @@ impl FrameMemo {
                 // Another entry at this revision (a re-list replaced the
                 // history): its renderings are not this entry's.
                 let old = std::mem::replace(&mut slots.slots[i], Arc::clone(&slot));
-                slots.forget(&old);
+                slots.bytes = slots.bytes.saturating_sub(old.bytes());
             }
             Err(0) if slots.slots.len() >= MEMO_REVISIONS => return None,
             Err(i) => {
-                slots.slots.insert(i, Arc::clone(&slot));
+                slots.insert(i, Arc::clone(&slot));
                 if slots.slots.len() > MEMO_REVISIONS {
-                    if let Some(oldest) = slots.slots.pop_front() {
-                        slots.forget(&oldest);
-                    }
+                    slots.pop_oldest();
                 }
             }
         }
@@ -172,9 +194,7 @@ impl FrameMemo {
         }
         slots.bytes += bytes;
         while slots.bytes > MEMO_BYTES && slots.slots.len() > 1 {
-            if let Some(oldest) = slots.slots.pop_front() {
-                slots.forget(&oldest);
-            }
+            slots.pop_oldest();
         }
     }
 

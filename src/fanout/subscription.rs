@@ -2,7 +2,7 @@
 //! the shared history, woken when head moves. No events are copied per
 //! subscriber; a subscriber that falls out of the window gets a reset.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
 
@@ -24,6 +24,8 @@ pub struct Subscription {
     cursor: Revision,
     generation: u64,
     updates: watch::Receiver<Revision>,
+    /// The entry at `cursor` when known: the next one is linked from it.
+    last: Weak<Entry>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -39,7 +41,7 @@ impl Subscription {
     pub fn new(cache: &WatchCache, cursor: Revision) -> Self {
         let mut updates = cache.head_updates();
         updates.mark_changed();
-        Self { cursor, generation: cache.view().generation, updates, cache: cache.clone() }
+        Self { cursor, generation: cache.view().generation, updates, cache: cache.clone(), last: Weak::new() }
     }
 
     /// The cache this subscription follows.
@@ -54,13 +56,24 @@ impl Subscription {
 
     /// The next update if one is available now.
     pub fn try_next(&mut self) -> Option<Update> {
+        // The entry published after the last one, linked to it: no view,
+        // no search. (Once the link is missing, gone or the history was
+        // replaced, the window decides, resets included.)
+        if let Some(next) = self.last.upgrade().and_then(|last| last.next()) {
+            return Some(self.deliver(next));
+        }
         let view = self.cache.view();
         if let Some(reason) = self.gap(&view) {
             return Some(Update::Reset(reason));
         }
         let entry = view.history.after(self.cursor)?;
+        Some(self.deliver(Arc::clone(entry)))
+    }
+
+    fn deliver(&mut self, entry: Arc<Entry>) -> Update {
         self.cursor = entry.revision;
-        Some(Update::Batch(Arc::clone(entry)))
+        self.last = Arc::downgrade(&entry);
+        Update::Batch(entry)
     }
 
     /// Waits for the next update. Returns `None` only if the cache is gone.
@@ -81,6 +94,7 @@ impl Subscription {
         let view = self.cache.view();
         self.cursor = view.head;
         self.generation = view.generation;
+        self.last = view.history.latest().map_or_else(Weak::new, Arc::downgrade);
         view
     }
 

@@ -392,3 +392,63 @@ async fn a_feed_behind_the_window_is_caught_up_then_synced_without_gap_or_duplic
     }
     assert_eq!(batches, applied);
 }
+
+#[tokio::test]
+async fn a_subscriber_following_linked_batches_still_gets_the_reset_of_a_relist() {
+    let (cache, loader, applied) = cache_after(3, 100).await;
+    let mut sub = Subscription::new(&cache, 1);
+    // Held, as a stream rendering them would: the entries stay in memory.
+    let mut held = Vec::new();
+    while let Some(update) = sub.try_next() {
+        let Update::Batch(entry) = update else { panic!("unexpected {update:?}") };
+        held.push(entry);
+    }
+    let step = Step::Batch { gap: 1, ops: vec![(0, Some(vec![7]))] };
+    let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+    let fourth = batch.revision;
+    cache.apply(batch).await.unwrap();
+    let Some(Update::Batch(next)) = sub.try_next() else { panic!("the next batch") };
+    assert_eq!(next.revision, fourth);
+    let revisions: Vec<Revision> = held.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, applied);
+    // A re-list replaces the history: nothing is linked after the old
+    // head, and the subscriber is told to resync.
+    cache.snapshot_builder(fourth + 5).install(ResetReason::Compacted).await;
+    assert!(matches!(sub.try_next(), Some(Update::Reset(ResetReason::Compacted))));
+}
+
+#[tokio::test]
+async fn an_old_entry_held_by_a_watcher_keeps_no_later_entry_in_memory() {
+    let (cache, loader, _) = cache_after(1, 3).await;
+    let mut sub = Subscription::new(&cache, 1);
+    let Some(Update::Batch(old)) = sub.try_next() else { panic!("a batch") };
+    for i in 0..10 {
+        let step = Step::Batch { gap: 1, ops: vec![(i % 5, Some(vec![i]))] };
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+        cache.apply(batch).await.unwrap();
+    }
+    // The entry after `old` left the window and, linked weakly, memory.
+    assert!(old.next().is_none());
+    assert!(matches!(sub.try_next(), Some(Update::Reset(ResetReason::Lagged))));
+}
+
+#[tokio::test]
+async fn a_live_feed_gives_the_batches_already_due_without_waiting() {
+    let (cache, loader, applied) = cache_after(2, 100).await;
+    let mut feed = feed(&cache, super::Start::Now, super::OnGap::Reset);
+    assert!(feed.ready_batch().is_none(), "not live before synced");
+    assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[1], 0));
+    assert!(feed.ready_batch().is_none(), "nothing due");
+    let mut due = Vec::new();
+    for i in 0..3 {
+        let step = Step::Batch { gap: 1, ops: vec![(i, Some(vec![i]))] };
+        let batch = apply_to_model(&mut loader.0.lock().unwrap(), &step).unwrap();
+        due.push(("batch", batch.revision, 1));
+        cache.apply(batch).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while let Some(event) = feed.ready_batch() {
+        seen.push(summary(&event));
+    }
+    assert_eq!(seen, due);
+}

@@ -20,6 +20,25 @@ pub type Frame = Vec<Bytes>;
 /// The comment that keeps idle connections open through proxies.
 pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
+/// The number of bytes of `frame`.
+pub fn len(frame: &[Bytes]) -> usize {
+    frame.iter().map(Bytes::len).sum()
+}
+
+/// `frame` as one chunk: one write for the socket, and for HTTP/1.1 one
+/// chunk header instead of one per piece. A frame of one piece (a batch
+/// rendered whole) is given as it is, shared.
+pub fn join(mut frame: Frame) -> Bytes {
+    if frame.len() == 1 {
+        return frame.swap_remove(0);
+    }
+    let mut joined = bytes::BytesMut::with_capacity(len(&frame));
+    for piece in &frame {
+        joined.extend_from_slice(piece);
+    }
+    joined.freeze()
+}
+
 /// `retry: <ms>` (the client's reconnection delay).
 pub fn retry(ms: u64) -> Frame {
     vec![Bytes::from(format!("retry: {ms}\n\n"))]
@@ -137,4 +156,25 @@ pub fn change(
     }
     data.push(Bytes::from_static(b"]}"));
     event("change", Some(entry.revision), data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_joins_into_one_chunk_of_the_same_bytes_and_a_whole_batch_stays_shared() {
+        let mut frame = event("change", Some(7), [Bytes::from_static(b"{\"a\":"), Bytes::from_static(b"1}")]);
+        frame.extend(event("progress", Some(8), [Bytes::from_static(b"{}")]));
+        assert_eq!(len(&frame), 67);
+        assert_eq!(
+            join(frame),
+            Bytes::from_static(
+                b"event: change\nid: 7\ndata: {\"a\":1}\n\nevent: progress\nid: 8\ndata: {}\n\n"
+            )
+        );
+        let whole = Bytes::from(b"event: change\nid: 9\ndata: {}\n\n".to_vec());
+        let joined = join(vec![whole.clone()]);
+        assert_eq!(joined.as_ptr(), whole.as_ptr(), "not copied");
+    }
 }

@@ -5,7 +5,6 @@
 //! from etcd, resets); this module only turns its events into SSE frames,
 //! with the stream's metrics, and refuses up front what it can.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -34,6 +33,10 @@ use crate::namespaces::Namespace;
 
 /// Most key-values in one `snapshot` event.
 pub const SNAPSHOT_CHUNK: usize = 1000;
+
+/// Most bytes of events due at once that are joined into one chunk of the
+/// body (one write for the socket) beyond the first event.
+const JOIN_BYTES: usize = 64 << 10;
 
 /// `GET /v1/namespaces/{ns}/watch`.
 pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) -> Result<Response, ApiError> {
@@ -77,7 +80,7 @@ pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) ->
         feed: Feed::new(cache, options, &app.catch_ups, &app.shutdown),
         ns: Arc::clone(ns),
         request: watch,
-        pending: sse::retry(1000 + fastrand::u64(..4000)).into(),
+        prelude: sse::retry(1000 + fastrand::u64(..4000)),
         metrics: StreamMetrics::new(&app.metrics, &ns.config.name, caller.token_name()),
         _permit: permit,
     };
@@ -105,8 +108,8 @@ struct WatchStream {
     feed: Feed,
     ns: Arc<Namespace>,
     request: WatchRequest,
-    /// Chunks rendered and not yet given to hyper.
-    pending: VecDeque<Bytes>,
+    /// Sent before the first event (`retry:`).
+    prelude: Frame,
     metrics: StreamMetrics,
     _permit: WatchPermit,
 }
@@ -142,12 +145,10 @@ impl StreamMetrics {
         }
     }
 
-    fn frame_sent(&self, frame: &Frame) {
-        let bytes: usize = frame.iter().map(Bytes::len).sum();
+    /// One chunk of the body went out with `events` events in `bytes`.
+    fn sent(&self, events: u64, bytes: usize) {
         self.bytes.inc_by(bytes as u64);
-        if frame.first().is_some_and(|c| c.as_ref() != sse::KEEP_ALIVE) {
-            self.events.inc();
-        }
+        self.events.inc_by(events);
     }
 
     fn reset(&self, reason: ResetReason) {
@@ -171,17 +172,30 @@ impl Drop for StreamMetrics {
 }
 
 impl WatchStream {
-    /// The next chunk of the body; `None` ends the stream.
+    /// The next chunk of the body: the next event and the batches due
+    /// right after it, up to [`JOIN_BYTES`], as one write. `None` ends the
+    /// stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                return Some(chunk);
-            }
-            let event = self.feed.next().await?;
+        let event = self.feed.next().await?;
+        let mut chunk = std::mem::take(&mut self.prelude);
+        let mut events = u64::from(!matches!(event, FeedEvent::Heartbeat));
+        let mut batches = matches!(event, FeedEvent::Batch { .. });
+        chunk.extend(self.frame(event).await);
+        let mut bytes = sse::len(&chunk);
+        while bytes < JOIN_BYTES {
+            let Some(event) = self.feed.ready_batch() else { break };
             let frame = self.frame(event).await;
-            self.metrics.frame_sent(&frame);
-            self.pending.extend(frame);
+            bytes += sse::len(&frame);
+            chunk.extend(frame);
+            events += 1;
+            batches = true;
         }
+        if batches {
+            self.feed.sent();
+        }
+        let chunk = sse::join(chunk);
+        self.metrics.sent(events, chunk.len());
+        Some(chunk)
     }
 
     /// The SSE frame of a feed event.
@@ -205,7 +219,6 @@ impl WatchStream {
                 sse::json_event("synced", Some(revision), &json!({"revision": revision}))
             }
             FeedEvent::Batch { entry, selected } => {
-                self.feed.sent();
                 sse::change(&self.ns.frames, &entry, selected, self.request.encoding, self.request.prev_kv)
             }
             FeedEvent::Progress(revision) => {
