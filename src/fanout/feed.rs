@@ -154,7 +154,7 @@ pub enum FeedEvent {
     Failed(ReadError),
 }
 
-/// Most unselected revisions [`Feed::ready_batch`] passes over in one call.
+/// Most unselected revisions [`Feed::ready`] passes over in one call.
 const DUE_SKIPS: usize = 64;
 
 /// A feed whose batches are always due checks its lifetime every this many.
@@ -312,16 +312,22 @@ impl Feed {
         self.timers.sent();
     }
 
-    /// The next batch when one is due now, without waiting; `None` when
-    /// the feed is not live or anything else is next (for [`Feed::next`]).
-    /// A surface joins the batches already due into one write with it:
-    /// a subscriber woken after several revisions costs one write, not one
-    /// per revision.
-    pub fn ready_batch(&mut self) -> Option<FeedEvent> {
-        if !matches!(self.phase, Phase::Live) {
-            return None;
+    /// The next event when it is due now, without waiting: a batch of a
+    /// live feed, or the next step of a replay of the window. `None` when
+    /// anything else is next (for [`Feed::next`]). A surface joins the
+    /// events already due into one write with it: a subscriber woken after
+    /// several revisions, or resuming behind a few hundred, costs one
+    /// write, not one per revision.
+    pub fn ready(&mut self) -> Option<FeedEvent> {
+        match self.phase {
+            Phase::Live => self.due_batch(),
+            Phase::Replay => {
+                // `replay` sets the phase that follows, whatever it returns.
+                self.phase = Phase::Done;
+                self.replay()
+            }
+            _ => None,
         }
-        self.due_batch()
     }
 
     /// The next selected batch if it is due now and the feed goes on; at

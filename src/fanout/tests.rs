@@ -436,9 +436,9 @@ async fn an_old_entry_held_by_a_watcher_keeps_no_later_entry_in_memory() {
 async fn a_live_feed_gives_the_batches_already_due_without_waiting() {
     let (cache, loader, applied) = cache_after(2, 100).await;
     let mut feed = feed(&cache, super::Start::Now, super::OnGap::Reset);
-    assert!(feed.ready_batch().is_none(), "not live before synced");
+    assert!(feed.ready().is_none(), "synced is next, and it is not due without waiting");
     assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[1], 0));
-    assert!(feed.ready_batch().is_none(), "nothing due");
+    assert!(feed.ready().is_none(), "nothing due");
     let mut due = Vec::new();
     for i in 0..3 {
         let step = Step::Batch { gap: 1, ops: vec![(i, Some(vec![i]))] };
@@ -447,8 +447,21 @@ async fn a_live_feed_gives_the_batches_already_due_without_waiting() {
         cache.apply(batch).await.unwrap();
     }
     let mut seen = Vec::new();
-    while let Some(event) = feed.ready_batch() {
+    while let Some(event) = feed.ready() {
         seen.push(summary(&event));
     }
     assert_eq!(seen, due);
+}
+
+#[tokio::test]
+async fn a_replay_of_the_window_is_due_without_waiting_until_synced() {
+    let (cache, _, applied) = cache_after(5, 100).await;
+    let mut feed = feed(&cache, super::Start::Since(applied[0]), super::OnGap::Reset);
+    let mut seen = vec![summary(&feed.next().await.unwrap())];
+    while let Some(event) = feed.ready() {
+        seen.push(summary(&event));
+    }
+    let replayed: Vec<_> = applied[1..].iter().map(|&r| ("batch", r, 1)).collect();
+    assert_eq!(seen, replayed);
+    assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[4], 0));
 }

@@ -172,7 +172,7 @@ impl Drop for StreamMetrics {
 }
 
 impl WatchStream {
-    /// The next chunk of the body: the next event and the batches due
+    /// The next chunk of the body: the next event and the events due
     /// right after it, up to [`JOIN_BYTES`], as one write. `None` ends the
     /// stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
@@ -183,12 +183,12 @@ impl WatchStream {
         chunk.extend(self.frame(event).await);
         let mut bytes = sse::len(&chunk);
         while bytes < JOIN_BYTES {
-            let Some(event) = self.feed.ready_batch() else { break };
+            let Some(event) = self.feed.ready() else { break };
+            batches |= matches!(event, FeedEvent::Batch { .. });
             let frame = self.frame(event).await;
             bytes += sse::len(&frame);
             chunk.extend(frame);
             events += 1;
-            batches = true;
         }
         if batches {
             self.feed.sent();
