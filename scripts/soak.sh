@@ -7,7 +7,9 @@
 #   scripts/soak.sh                                # 30 min, 1000 subscribers, 200 writes/s
 #   SOAK_SECONDS=300 SOAK_SUBSCRIBERS=200 SOAK_FAULT_EVERY=20 scripts/soak.sh
 #
-# Also: SOAK_WRITES_PER_SEC (200), SOAK_SEED, ETCD_BIN, SOAK_LOG.
+# Also: SOAK_WRITES_PER_SEC (200), SOAK_WARMUP (seconds before the start
+# figure; default a sixth of the run, at most 120), SOAK_SEED, ETCD_BIN,
+# SOAK_LOG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh

@@ -6,7 +6,8 @@
 //!
 //! `scripts/soak.sh` runs it; parameters by environment: `SOAK_SECONDS`
 //! (1800), `SOAK_SUBSCRIBERS` (1000), `SOAK_WRITES_PER_SEC` (200),
-//! `SOAK_FAULT_EVERY` (seconds, 60), `SOAK_SEED`.
+//! `SOAK_FAULT_EVERY` (seconds, 60), `SOAK_WARMUP` (seconds before the
+//! start figure: a sixth of the run, at most 120), `SOAK_SEED`.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -80,12 +81,23 @@ impl GatewayProcess {
 
     /// Resident set size in KiB.
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `RssAnon:`, ...).
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// RSS split into memory the process allocated and mapped files (its
+    /// code), as "anon/file KiB".
+    fn rss_split(&self) -> String {
+        format!("{}/{} KiB", self.status_kib("RssAnon:"), self.status_kib("RssFile:"))
     }
 
     fn running(&mut self) -> bool {
@@ -239,8 +251,10 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
     let began = Instant::now();
     let total = Duration::from_secs(seconds);
     // RSS is taken once the history window has filled (10,000 revisions:
-    // 50 s at 200 writes/s): after two minutes, or a sixth of a short run.
-    let warmup = Duration::from_secs((seconds / 6).min(120));
+    // 50 s at 200 writes/s): after two minutes, or a sixth of a short run,
+    // unless SOAK_WARMUP says when (e.g. after a whole stream lifetime and
+    // a round of every fault kind).
+    let warmup = Duration::from_secs(env_number("SOAK_WARMUP", (seconds / 6).min(120)));
     let kinds: Vec<Kind> = KINDS.into_iter().filter(|k| *k != Kind::GatewayRestart).collect();
     let schedule = faults::schedule(&mut rng, &kinds, 1, 1 + (seconds as usize / 60));
     let mut faults_done = std::collections::BTreeMap::<Kind, u64>::new();
@@ -255,8 +269,9 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         if rss_start.is_none() && elapsed >= warmup {
             rss_start = Some(gateway.rss_kib());
             println!(
-                "soak: start RSS {} KiB at {:?} with {} streams",
+                "soak: start RSS {} KiB (anon/file {}) at {:?} with {} streams",
                 rss_start.unwrap_or(0),
+                gateway.rss_split(),
                 elapsed,
                 tally.connected.load(Ordering::Relaxed)
             );
@@ -287,7 +302,7 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
             }
         }
     }
-    let rss_end = gateway.rss_kib();
+    let (rss_end, rss_end_split) = (gateway.rss_kib(), gateway.rss_split());
     // The last fault may have just dropped streams: they come back.
     for _ in 0..600 {
         if tally.connected.load(Ordering::Relaxed) == subscribers as u64 {
@@ -320,7 +335,10 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         tally.resets.load(Ordering::Relaxed)
     );
     println!("out of order or duplicated: {}", tally.out_of_order.load(Ordering::Relaxed));
-    println!("RSS start: {} KiB, end: {rss_end} KiB, per minute: {samples:?}", rss_start.unwrap_or(0));
+    println!(
+        "RSS start: {} KiB, end: {rss_end} KiB (anon/file {rss_end_split}), per minute: {samples:?}",
+        rss_start.unwrap_or(0)
+    );
     assert_eq!(tally.out_of_order.load(Ordering::Relaxed), 0, "a change at or below the last id");
     assert_eq!(streams_at_end, subscribers as u64, "every subscriber has a stream at the end");
 }
