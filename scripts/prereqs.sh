@@ -4,7 +4,8 @@
 # Debian packages: etcd-server (the etcd binary tests and the demo run),
 # etcd-client (etcdctl, used by the demo to seed data), protobuf-compiler
 # (protoc) and libprotobuf-dev (the well-known types such as
-# google/protobuf/descriptor.proto), both needed to build etcd-client.
+# google/protobuf/descriptor.proto), both needed to build etcd-client;
+# make and gcc, which build jemalloc (the binary's allocator) from source.
 # Packages are installed with their recommends (libprotobuf-dev is only a
 # recommend of protobuf-compiler: a machine that skipped recommends lacked
 # it), and every package needed is still named here. test.sh adds chromium
@@ -47,7 +48,7 @@ DEBIAN_ETCD=/usr/bin/etcd
 
 ensure_build_tools() {
   ensure_tools "$DEBIAN_ETCD":etcd-server /usr/bin/etcdctl:etcd-client protoc:protobuf-compiler \
-    /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
+    /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev make:make gcc:gcc
   command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; return 1; }
   check_protoc
 }
