@@ -9,8 +9,27 @@ use etcd_cache_gateway::config::{self, Cli};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's figures for the `etcd_cache_gateway_heap_*` metrics.
+#[cfg(target_os = "linux")]
+fn jemalloc_stats() -> Option<etcd_cache_gateway::metrics::HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The figures are a snapshot, refreshed by advancing the epoch.
+    epoch::advance().ok()?;
+    let read = |r: tikv_jemalloc_ctl::Result<usize>| r.ok().map(|v| v as u64);
+    Some(etcd_cache_gateway::metrics::HeapStats {
+        allocated: read(stats::allocated::read())?,
+        active: read(stats::active::read())?,
+        resident: read(stats::resident::read())?,
+        mapped: read(stats::mapped::read())?,
+        retained: read(stats::retained::read())?,
+        metadata: read(stats::metadata::read())?,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    etcd_cache_gateway::metrics::report_heap(jemalloc_stats);
     let cli = Cli::parse();
     let config::Loaded { config, warnings } = config::load(&cli, std::env::vars())?;
     if cli.check_config {

@@ -2,7 +2,8 @@
 //! (never raw URLs, so cardinality stays bounded).
 //!
 //! The standard `process_*` metrics come unprefixed, as every client
-//! library exports them (`process.rs`).
+//! library exports them (`process.rs`); the allocator's figures come from
+//! the binary, which picks the allocator (`heap.rs`).
 //!
 //! prometheus-client, not the `metrics` facade: its registry is a value, not
 //! a process-global recorder, so every gateway in a process (the test suite
@@ -26,7 +27,10 @@ use crate::cache::WatchRestart;
 use crate::fanout::CatchUps;
 use crate::namespaces::Namespaces;
 
+mod heap;
 mod process;
+
+pub use heap::{HeapReader, HeapStats, report_heap};
 
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -132,6 +136,9 @@ impl Metrics {
         build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())]).set(1);
         registry.register("build_info", "The gateway's version (the value is always 1)", build_info);
         registry.register_collector(Box::new(CacheCollector { namespaces, catch_ups }));
+        if let Some(read) = heap::reader() {
+            registry.register_collector(Box::new(heap::HeapCollector { read }));
+        }
         Arc::new(Self {
             registry: root,
             http_requests,

@@ -100,6 +100,25 @@ impl GatewayProcess {
         format!("{}/{} KiB", self.status_kib("RssAnon:"), self.status_kib("RssFile:"))
     }
 
+    /// The allocator's figures from `/metrics`, in KiB, as
+    /// "allocated/active/resident/metadata KiB": what the gateway holds
+    /// against what its allocator keeps resident.
+    async fn heap(&self) -> String {
+        let text = match reqwest::get(format!("{}/metrics", self.base_url)).await {
+            Ok(reply) => reply.text().await.unwrap_or_default(),
+            Err(e) => return format!("unread ({e})"),
+        };
+        let figure = |name: &str| {
+            let series = format!("etcd_cache_gateway_heap_{name}_bytes ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map_or("?".to_owned(), |bytes| (bytes / 1024).to_string())
+        };
+        let figures: Vec<String> = ["allocated", "active", "resident", "metadata"].map(figure).into();
+        format!("{} KiB", figures.join("/"))
+    }
+
     fn running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
@@ -269,9 +288,10 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         if rss_start.is_none() && elapsed >= warmup {
             rss_start = Some(gateway.rss_kib());
             println!(
-                "soak: start RSS {} KiB (anon/file {}) at {:?} with {} streams",
+                "soak: start RSS {} KiB (anon/file {}; heap allocated/active/resident/metadata {}) at {:?} with {} streams",
                 rss_start.unwrap_or(0),
                 gateway.rss_split(),
+                gateway.heap().await,
                 elapsed,
                 tally.connected.load(Ordering::Relaxed)
             );
@@ -280,8 +300,9 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
             let rss = gateway.rss_kib();
             samples.push(rss);
             println!(
-                "soak: {:>5} s RSS {rss} KiB, streams {}, changes {}, writes {}",
+                "soak: {:>5} s RSS {rss} KiB, heap {}, streams {}, changes {}, writes {}",
                 elapsed.as_secs(),
+                gateway.heap().await,
                 tally.connected.load(Ordering::Relaxed),
                 tally.changes.load(Ordering::Relaxed),
                 acked.writes.load(Ordering::Relaxed)
@@ -302,7 +323,7 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
             }
         }
     }
-    let (rss_end, rss_end_split) = (gateway.rss_kib(), gateway.rss_split());
+    let (rss_end, rss_end_split, heap_end) = (gateway.rss_kib(), gateway.rss_split(), gateway.heap().await);
     // The last fault may have just dropped streams: they come back.
     for _ in 0..600 {
         if tally.connected.load(Ordering::Relaxed) == subscribers as u64 {
@@ -336,7 +357,7 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
     );
     println!("out of order or duplicated: {}", tally.out_of_order.load(Ordering::Relaxed));
     println!(
-        "RSS start: {} KiB, end: {rss_end} KiB (anon/file {rss_end_split}), per minute: {samples:?}",
+        "RSS start: {} KiB, end: {rss_end} KiB (anon/file {rss_end_split}; heap {heap_end}), per minute: {samples:?}",
         rss_start.unwrap_or(0)
     );
     assert_eq!(tally.out_of_order.load(Ordering::Relaxed), 0, "a change at or below the last id");

@@ -241,3 +241,55 @@ fn variables_that_are_no_setting_are_ignored_and_bad_ones_name_the_variable() {
          GATEWAY_CACHE__HISTORY_REVISIONS=10000\n"
     );
 }
+
+/// The binary exports its allocator's figures, and they follow what it
+/// holds: 8 MiB of values cached raise the bytes allocated by at least that.
+#[tokio::test]
+async fn the_binary_reports_its_heap_and_the_figures_follow_what_it_holds() {
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use crate::support::metrics::{parse, value};
+    use crate::support::{Etcd, free_port, wait_until};
+
+    let etcd = Etcd::start().await;
+    let port = free_port();
+    let _child = KillOnDrop(
+        gateway()
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--etcd-endpoints", &etcd.endpoint()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the gateway answers", Duration::from_secs(30), || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let heap = || async {
+        let samples = parse(&reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap());
+        let figure = |name: &str| value(&samples, &format!("etcd_cache_gateway_heap_{name}_bytes"), &[]);
+        let [allocated, active, resident, mapped] = ["allocated", "active", "resident", "mapped"].map(figure);
+        assert!(allocated > 0.0, "bytes allocated are exported: {samples:?}");
+        assert!(allocated <= active && active <= resident && active <= mapped, "{samples:?}");
+        allocated
+    };
+    let before = heap().await;
+    let mut client = etcd.client().await;
+    let value = "v".repeat(512 * 1024);
+    let mut head = 0;
+    for i in 0..16 {
+        head =
+            client.put(format!("big/{i}"), value.as_str(), None).await.unwrap().header().unwrap().revision();
+    }
+    for i in 0..16 {
+        let url = format!("{base}/v1/namespaces/default/kv/big/{i}?min_revision={head}");
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
+    }
+    let after = heap().await;
+    assert!(
+        after - before >= 8.0 * 1024.0 * 1024.0,
+        "allocated {before} before, {after} after 8 MiB of values"
+    );
+}
