@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::Parser;
 use etcd_cache_gateway::config::{self, Cli};
 
-/// jemalloc, for an RSS that follows the heap in use (see Cargo.toml).
+/// jemalloc, for an RSS that follows the heap in use (see Cargo.toml), with
+/// the options in `.cargo/config.toml` compiled in.
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -49,4 +50,16 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = etcd_cache_gateway::shutdown::on_signal();
     etcd_cache_gateway::run(config, listener, shutdown).await?;
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The build compiled `.cargo/config.toml`'s options into jemalloc: freed
+    /// pages go back to the system at once (RELIABILITY.md, "Soak").
+    #[test]
+    fn jemalloc_is_built_to_return_free_pages_at_once() {
+        // The string comes with its terminating NUL.
+        let options = tikv_jemalloc_ctl::config::malloc_conf::read().unwrap();
+        assert_eq!(options.trim_end_matches('\0'), "dirty_decay_ms:0,tcache_max:131072");
+    }
 }

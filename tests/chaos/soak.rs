@@ -119,6 +119,17 @@ impl GatewayProcess {
         format!("{} KiB", figures.join("/"))
     }
 
+    /// CPU time (user and system) the gateway has used, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which ends with the last ')'.
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15, in clock ticks (100 a second on Linux).
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     fn running(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
@@ -300,9 +311,10 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
             let rss = gateway.rss_kib();
             samples.push(rss);
             println!(
-                "soak: {:>5} s RSS {rss} KiB, heap {}, streams {}, changes {}, writes {}",
+                "soak: {:>5} s RSS {rss} KiB, heap {}, CPU {:.0} s, streams {}, changes {}, writes {}",
                 elapsed.as_secs(),
                 gateway.heap().await,
+                gateway.cpu_seconds(),
                 tally.connected.load(Ordering::Relaxed),
                 tally.changes.load(Ordering::Relaxed),
                 acked.writes.load(Ordering::Relaxed)
@@ -356,6 +368,7 @@ async fn soak_keeps_rss_flat_and_streams_ordered_under_load_and_faults() {
         tally.resets.load(Ordering::Relaxed)
     );
     println!("out of order or duplicated: {}", tally.out_of_order.load(Ordering::Relaxed));
+    println!("gateway CPU: {:.0} s", gateway.cpu_seconds());
     println!(
         "RSS start: {} KiB, end: {rss_end} KiB (anon/file {rss_end_split}; heap {heap_end}), per minute: {samples:?}",
         rss_start.unwrap_or(0)
