@@ -19,8 +19,9 @@ pub struct HeapStats {
     pub allocated: u64,
     /// Bytes in pages that hold at least one allocation.
     pub active: u64,
-    /// Bytes in pages the allocator has touched and not returned: active,
-    /// metadata and freed pages not yet purged.
+    /// Bytes in pages the allocator counts as resident: active, metadata and
+    /// freed pages not yet returned. An upper bound: pages reserved by an
+    /// allocation but never written count too.
     pub resident: u64,
     /// Bytes in mapped regions that hold allocations.
     pub mapped: u64,
