@@ -2,7 +2,10 @@
 # The soak: the gateway binary in front of a 3-node etcd cluster for a long
 # time under a steady write rate, many subscribers, compaction every 200 ms
 # and a fault every minute; prints the gateway's RSS each minute, at the
-# start (after a warm-up) and at the end. Parameters by environment:
+# start (after a warm-up) and at the end, with jemalloc's figures (heap
+# allocated/active/resident/metadata, from /metrics) and the gateway's CPU
+# time. Parameters by environment (the gateway inherits the rest of it, so
+# e.g. _RJEM_MALLOC_CONF=dirty_decay_ms:10000 soaks other allocator options):
 #
 #   scripts/soak.sh                                # 30 min, 1000 subscribers, 200 writes/s
 #   SOAK_SECONDS=300 SOAK_SUBSCRIBERS=200 SOAK_FAULT_EVERY=20 scripts/soak.sh

@@ -67,7 +67,7 @@ async fn a_closed_output_pipe_neither_stops_answering_nor_ignores_sigterm() {
     use std::process::Stdio;
     use std::time::Duration;
 
-    use crate::support::{Etcd, free_port, wait_until};
+    use crate::support::{Etcd, free_port};
 
     let etcd = Etcd::start().await;
     let port = free_port();
@@ -84,10 +84,7 @@ async fn a_closed_output_pipe_neither_stops_answering_nor_ignores_sigterm() {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
-    wait_until("the gateway answers", Duration::from_secs(30), || async {
-        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(&base).await;
     for _ in 0..20 {
         let reply = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(reply.status(), 200);
@@ -100,6 +97,14 @@ async fn a_closed_output_pipe_neither_stops_answering_nor_ignores_sigterm() {
         })
         .await;
     assert!(status.success(), "{status:?}");
+}
+
+/// Waits until the binary at `base` answers `/readyz` with 200.
+async fn wait_ready(base: &str) {
+    crate::support::wait_until("the gateway answers", std::time::Duration::from_secs(30), || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 }
 
 /// A child process killed (and reaped) when the test ends, also by a panic.
@@ -120,7 +125,7 @@ async fn log_of_two_requests(extra: &str) -> String {
     use std::process::Stdio;
     use std::time::Duration;
 
-    use crate::support::{Etcd, free_port, wait_until};
+    use crate::support::{Etcd, free_port};
 
     let etcd = Etcd::start().await;
     let port = free_port();
@@ -146,10 +151,7 @@ async fn log_of_two_requests(extra: &str) -> String {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
-    wait_until("the gateway answers", Duration::from_secs(30), || async {
-        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(&base).await;
     let ok = reqwest::get(format!("{base}/v1/namespaces?access_token=the-real-secret")).await.unwrap();
     assert_eq!(ok.status(), 200);
     let typo = reqwest::get(format!("{base}/v1/namespaces?token=a-typed-secret")).await.unwrap();
@@ -247,10 +249,9 @@ fn variables_that_are_no_setting_are_ignored_and_bad_ones_name_the_variable() {
 #[tokio::test]
 async fn the_binary_reports_its_heap_and_the_figures_follow_what_it_holds() {
     use std::process::Stdio;
-    use std::time::Duration;
 
     use crate::support::metrics::{parse, value};
-    use crate::support::{Etcd, free_port, wait_until};
+    use crate::support::{Etcd, free_port};
 
     let etcd = Etcd::start().await;
     let port = free_port();
@@ -263,10 +264,7 @@ async fn the_binary_reports_its_heap_and_the_figures_follow_what_it_holds() {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
-    wait_until("the gateway answers", Duration::from_secs(30), || async {
-        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_ready(&base).await;
     let heap = || async {
         let samples = parse(&reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap());
         let figure = |name: &str| value(&samples, &format!("etcd_cache_gateway_heap_{name}_bytes"), &[]);
