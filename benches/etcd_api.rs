@@ -26,6 +26,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tokio::sync::mpsc;
 
+#[path = "common/process.rs"]
+mod process;
+
 /// Keys under the prefix when the run starts (what readers read).
 const KEYS: usize = 100;
 /// Bound on waiting for one put to reach every watcher.
@@ -37,16 +40,6 @@ fn env(name: &str) -> Option<String> {
 
 fn number(name: &str, default: usize) -> usize {
     env(name).map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
-}
-
-/// User + system CPU time of process `pid` so far (zero without a pid).
-fn cpu_time(pid: Option<&str>) -> Duration {
-    let Some(pid) = pid else { return Duration::ZERO };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 /// etcd's gauge `name` from its `/metrics`.
@@ -129,6 +122,8 @@ async fn run(target: String) {
     }
     let streams = etcd_gauge(&http, &etcd, "etcd_debugging_mvcc_watch_stream_total").await;
     let etcd_watchers = etcd_gauge(&http, &etcd, "etcd_debugging_mvcc_watcher_total").await;
+    // User + system CPU time of a process so far (zero without a pid).
+    let cpu_time = |pid: Option<&str>| pid.map_or(Duration::ZERO, process::cpu_time);
     let (etcd_cpu0, gateway_cpu0) = (cpu_time(etcd_pid.as_deref()), cpu_time(gateway_pid.as_deref()));
     let started = Instant::now();
 

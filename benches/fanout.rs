@@ -12,17 +12,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Barrier, mpsc};
 
+#[path = "common/process.rs"]
+mod process;
+use process::rss_kib;
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("gateway /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
 }
 
 async fn etcd_watch_streams(etcd: &str) -> String {

@@ -14,7 +14,8 @@
 //!   Reports the time until every client is synced (median and last), the
 //!   changes delivered per second across all clients (from the first write
 //!   until the last client has the last change), the peak RSS of
-//!   `KUBE_PID` (the gateway or etcd), and etcd's watcher count during the
+//!   `KUBE_PID` (the gateway or etcd) and its CPU time while the clients
+//!   synced and while they followed, and etcd's watcher count during the
 //!   run (`etcd_debugging_mvcc_watcher_total`). Every client checks it got
 //!   every object and every change.
 //!
@@ -30,6 +31,10 @@ use etcd_client::{Client, Txn, TxnOp};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, Semaphore};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{cpu_time, rss_kib};
 
 /// Objects per etcd transaction when loading.
 const PUTS_PER_TXN: usize = 128;
@@ -200,14 +205,6 @@ async fn etcd_client(url: String, objects: usize, changes: usize, synced: Arc<Ba
     Run { synced_at, done_at: Instant::now() }
 }
 
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn etcd_watchers(etcd: &str) -> u64 {
     let text = reqwest::get(format!("{etcd}/metrics")).await.unwrap().text().await.unwrap();
     text.lines()
@@ -239,6 +236,7 @@ async fn informers() {
         })
     };
     let started = Instant::now();
+    let cpu_at_start = cpu_time(&pid);
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let synced = Arc::clone(&synced);
@@ -257,6 +255,7 @@ async fn informers() {
     }
     synced.wait().await;
     let all_synced = started.elapsed();
+    let cpu_at_sync = cpu_time(&pid);
     let watchers = etcd_watchers(&etcd).await;
     let client = Client::connect([etcd.as_str()], None).await.expect("connect to etcd");
     let writes = Instant::now();
@@ -270,15 +269,19 @@ async fn informers() {
         runs.push(task.await.unwrap().expect("client finished in time"));
     }
     sampler.abort();
+    let cpu_at_end = cpu_time(&pid);
     let last = runs.iter().map(|r| r.done_at).max().unwrap();
     let follow = last.duration_since(writes).as_secs_f64();
     let sync: Vec<f64> = runs.iter().map(|r| r.synced_at.duration_since(started).as_secs_f64()).collect();
     println!(
         "target={target} clients={clients} objects={objects} changes={changes} sync_median_s={:.2} sync_all_s={:.2} \
-         changes_delivered_per_s={:.0} follow_s={follow:.2} peak_rss_mib={:.0} etcd_watchers={watchers}",
+         changes_delivered_per_s={:.0} follow_s={follow:.2} peak_rss_mib={:.0} etcd_watchers={watchers} \
+         sync_cpu_s={:.2} follow_cpu_s={:.2}",
         median(sync),
         all_synced.as_secs_f64(),
         (clients * changes) as f64 / follow,
         peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+        (cpu_at_sync - cpu_at_start).as_secs_f64(),
+        (cpu_at_end - cpu_at_sync).as_secs_f64(),
     );
 }

@@ -23,6 +23,10 @@ use etcd_client::{Client, EventType, Txn, TxnOp, WatchOptions};
 use futures_util::StreamExt;
 use tokio::sync::{Barrier, Semaphore};
 
+#[path = "common/process.rs"]
+mod process;
+use process::cpu_time;
+
 /// Value size (the issue's 100-byte values).
 const VALUE_BYTES: usize = 100;
 /// Puts per transaction when loading.
@@ -51,16 +55,6 @@ fn value(i: usize) -> String {
     v.extend(std::iter::repeat_n('x', VALUE_BYTES - 2 - v.len()));
     v.push_str("\"}");
     v
-}
-
-/// User + system CPU time of process `pid` so far.
-fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name (which may contain spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
 }
 
 fn main() {

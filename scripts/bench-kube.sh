@@ -9,6 +9,8 @@
 #
 #   scripts/bench-kube.sh                        # 100 and 1000 clients
 #   CLIENTS="100" OBJECTS=10000 CHANGES=1000 scripts/bench-kube.sh
+#   TARGETS=gateway GATEWAY_BIN=/tmp/old-gateway scripts/bench-kube.sh
+#                                                # another binary, no etcd rows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
@@ -20,6 +22,8 @@ clients_list="${CLIENTS:-100 1000}"
 objects="${OBJECTS:-10000}"
 changes="${CHANGES:-1000}"
 etcd_bin="${ETCD_BIN:-$DEBIAN_ETCD}"
+targets="${TARGETS:-gateway etcd}"
+gateway_bin="${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway}"
 
 echo "==> building (release)"
 cargo build --release --quiet --bin etcd-cache-gateway
@@ -61,14 +65,19 @@ key = "widgets/{namespace}/{name}"
 [log]
 filter = "error"
 TOML
-"${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway" --config "$dir/gateway.toml" &
+"$gateway_bin" --config "$dir/gateway.toml" &
 gw_pid=$!
 bg_pids="$bg_pids $gw_pid"
 for _ in $(seq 1 600); do curl -fsS "${gw_url}/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 for clients in $clients_list; do
-  KUBE_MODE=informers KUBE_TARGET=gateway KUBE_PID="$gw_pid" KUBE_GATEWAY="$gw_url" KUBE_ETCD="$etcd_url" \
-    KUBE_CLIENTS="$clients" KUBE_OBJECTS="$objects" KUBE_CHANGES="$changes" tool
-  KUBE_MODE=informers KUBE_TARGET=etcd KUBE_PID="$etcd_pid" KUBE_ETCD="$etcd_url" \
-    KUBE_CLIENTS="$clients" KUBE_OBJECTS="$objects" KUBE_CHANGES="$changes" tool
+  for target in $targets; do
+    case "$target" in
+      gateway) pid="$gw_pid" ;;
+      etcd) pid="$etcd_pid" ;;
+      *) echo "TARGETS: unknown target '$target' (gateway, etcd)" >&2; exit 2 ;;
+    esac
+    KUBE_MODE=informers KUBE_TARGET="$target" KUBE_PID="$pid" KUBE_GATEWAY="$gw_url" KUBE_ETCD="$etcd_url" \
+      KUBE_CLIENTS="$clients" KUBE_OBJECTS="$objects" KUBE_CHANGES="$changes" tool
+  done
 done
