@@ -30,6 +30,26 @@ pub const MEMO_REVISIONS: usize = 4096;
 /// as they stay among the last [`MEMO_REVISIONS`].
 pub const MEMO_BYTES: usize = 32 << 20;
 
+/// Most bytes of events already due that a streaming surface joins into one
+/// chunk of its body (one socket write) after the event that woke it.
+/// Nothing waits to be joined: a subscriber that keeps up still gets each
+/// revision in a write of its own.
+pub const JOIN_BYTES: usize = 64 << 10;
+
+/// `pieces` as one chunk of a body: one write for the socket and, for
+/// HTTP/1.1, one chunk header instead of one per piece. A single piece (a
+/// batch rendered whole) is given as it is, shared.
+pub fn join(mut pieces: Vec<Bytes>) -> Bytes {
+    if pieces.len() == 1 {
+        return pieces.swap_remove(0);
+    }
+    let mut joined = bytes::BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for piece in &pieces {
+        joined.extend_from_slice(piece);
+    }
+    joined.freeze()
+}
+
 /// How many of the newest revisions a lookup tries before it searches.
 const RECENT: usize = 8;
 

@@ -19,7 +19,7 @@ mod subscription;
 
 pub use catch_up::{CatchUp, CatchUps, Step};
 pub use feed::{Feed, FeedEvent, FeedOptions, Gap, OnGap, Start};
-pub use frames::{FrameMemo, MEMO_BYTES, MEMO_REVISIONS, Rendered, Shape};
+pub use frames::{FrameMemo, JOIN_BYTES, MEMO_BYTES, MEMO_REVISIONS, Rendered, Shape, join};
 pub use selection::{Selected, select};
 pub use subscription::{Subscription, Update};
 

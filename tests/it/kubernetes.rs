@@ -570,3 +570,85 @@ async fn watch_streams_are_never_compressed_and_lists_are_when_asked() {
     let first: Value = serde_json::from_slice(body.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(first["type"], "ADDED");
 }
+
+/// The chunks of an HTTP/1.1 chunked body, read off the socket with the
+/// framing intact (a client library would hand over the data only), up to
+/// and including the chunk that contains `until`.
+async fn raw_chunks(addr: std::net::SocketAddr, path: &str, until: &str) -> Vec<Vec<u8>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: gateway\r\n\r\n").as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(socket);
+    async fn read_line(reader: &mut BufReader<tokio::net::TcpStream>, line: &mut String) {
+        line.clear();
+        tokio::time::timeout(LINE_TIMEOUT, reader.read_line(line)).await.expect("in time").unwrap();
+    }
+    let mut line = String::new();
+    read_line(&mut reader, &mut line).await;
+    assert_eq!(line, "HTTP/1.1 200 OK\r\n");
+    let mut chunked = false;
+    loop {
+        read_line(&mut reader, &mut line).await;
+        chunked |= line.eq_ignore_ascii_case("transfer-encoding: chunked\r\n");
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(chunked, "a watch is a chunked body");
+    let mut chunks = Vec::new();
+    for _ in 0..100_000 {
+        read_line(&mut reader, &mut line).await;
+        let size = usize::from_str_radix(line.trim_end(), 16).expect("a chunk size");
+        assert!(size > 0, "the watch ended early");
+        let mut chunk = vec![0; size + 2];
+        tokio::time::timeout(LINE_TIMEOUT, reader.read_exact(&mut chunk)).await.expect("in time").unwrap();
+        assert_eq!(chunk.split_off(size), b"\r\n");
+        let done = String::from_utf8_lossy(&chunk).contains(until);
+        chunks.push(chunk);
+        if done {
+            return chunks;
+        }
+    }
+    panic!("no {until} in 100,000 chunks")
+}
+
+#[tokio::test]
+async fn a_watchlist_sends_its_initial_objects_in_chunks_of_whole_lines_not_a_chunk_each() {
+    use etcd_client::{Txn, TxnOp};
+    let mut env = env_with(|_| {}).await;
+    let names: Vec<String> = (0..1200).map(|i| format!("w{i:04}")).collect();
+    for batch in names.chunks(100) {
+        let ops: Vec<TxnOp> = batch
+            .iter()
+            .map(|name| TxnOp::put(format!("apps/widgets/ns1/{name}"), r#"{"spec":{"size":1}}"#, None))
+            .collect();
+        env.client.txn(Txn::new().and_then(ops)).await.unwrap();
+    }
+    let path = "/apis/example.com/v1/widgets?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan\
+                &allowWatchBookmarks=true";
+    let chunks = raw_chunks(env.gw.addr, path, "k8s.io/initial-events-end").await;
+    let mut added = Vec::new();
+    let mut added_chunks = 0;
+    let mut added_bytes = 0;
+    for chunk in &chunks {
+        assert_eq!(chunk.last(), Some(&b'\n'), "a chunk ends with a whole line");
+        let lines: Vec<Value> =
+            chunk.split_inclusive(|b| *b == b'\n').map(|l| serde_json::from_slice(l).unwrap()).collect();
+        if lines.iter().any(|l| l["type"] == "ADDED") {
+            added_chunks += 1;
+            added_bytes += chunk.len();
+        }
+        for line in lines.iter().filter(|l| l["type"] == "ADDED") {
+            added.push(line["object"]["metadata"]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(added, names, "every object once, in key order");
+    // The objects come from the cache in snapshot pieces of 500; each
+    // piece's lines go out in chunks of up to 64 KiB. One chunk per line
+    // would be 1,200 chunks.
+    let most = added_bytes / (64 << 10) + 3;
+    assert!(
+        added_chunks <= most,
+        "{added_chunks} chunks for {added_bytes} bytes of ADDED lines, at most {most}"
+    );
+}

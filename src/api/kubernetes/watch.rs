@@ -1,5 +1,6 @@
 //! `?watch=true`: the API server's JSON watch stream over a subscriber's
-//! [`Feed`]: one `{"type","object"}` line per event, flushed per event.
+//! [`Feed`]: one `{"type","object"}` line per event; the lines of the
+//! events already due go out together, never waiting for more.
 //!
 //! The feed keeps the guarantees (every revision once, in order, catch-ups
 //! from etcd); this module turns its events into `ADDED`, `MODIFIED`,
@@ -22,7 +23,9 @@ use super::request::{ListQuery, Version};
 use super::resource::{Object, Resource};
 use super::status::Status;
 use crate::cache::{At, Entry, Event, EventKind, KeyValue, ReadError, Revision};
-use crate::fanout::{Feed, FeedEvent, FeedOptions, Gap, OnGap, Rendered, Selected, Shape, Start};
+use crate::fanout::{
+    Feed, FeedEvent, FeedOptions, Gap, JOIN_BYTES, OnGap, Rendered, Selected, Shape, Start, join,
+};
 use crate::http::auth::Caller;
 use crate::http::limits::WatchPermit;
 use crate::metrics::Metrics;
@@ -242,20 +245,40 @@ impl WatchStream {
         self.state.resources.iter().nth(self.resource as usize).expect("the resource of a running watch")
     }
 
-    /// The next chunk of the body; `None` ends the stream.
+    /// The next chunk of the body: the lines pending and those of the
+    /// events already due, up to [`JOIN_BYTES`], as one write. A WatchList's
+    /// initial objects go out 64 KiB at a time, not a chunk per object.
+    /// `None` ends the stream.
     async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                return Some(chunk);
-            }
+        while self.pending.is_empty() {
             if self.ended {
                 return None;
             }
             let event = self.feed.next().await?;
-            let lines = self.lines(event);
-            if lines.is_empty() {
-                continue;
+            self.take(event);
+        }
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        loop {
+            while bytes < JOIN_BYTES {
+                let Some(line) = self.pending.pop_front() else { break };
+                bytes += line.len();
+                chunk.push(line);
             }
+            if bytes >= JOIN_BYTES || self.ended {
+                break;
+            }
+            let Some(event) = self.feed.ready() else { break };
+            self.take(event);
+        }
+        Some(join(chunk))
+    }
+
+    /// Queues the lines of `event`; a feed event with none (filtered out)
+    /// does not count as sent.
+    fn take(&mut self, event: FeedEvent) {
+        let lines = self.lines(event);
+        if !lines.is_empty() {
             self.feed.sent();
             self.pending.extend(lines);
         }

@@ -25,20 +25,6 @@ pub fn len(frame: &[Bytes]) -> usize {
     frame.iter().map(Bytes::len).sum()
 }
 
-/// `frame` as one chunk: one write for the socket, and for HTTP/1.1 one
-/// chunk header instead of one per piece. A frame of one piece (a batch
-/// rendered whole) is given as it is, shared.
-pub fn join(mut frame: Frame) -> Bytes {
-    if frame.len() == 1 {
-        return frame.swap_remove(0);
-    }
-    let mut joined = bytes::BytesMut::with_capacity(len(&frame));
-    for piece in &frame {
-        joined.extend_from_slice(piece);
-    }
-    joined.freeze()
-}
-
 /// `retry: <ms>` (the client's reconnection delay).
 pub fn retry(ms: u64) -> Frame {
     vec![Bytes::from(format!("retry: {ms}\n\n"))]
@@ -161,6 +147,7 @@ pub fn change(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fanout::join;
 
     #[test]
     fn a_frame_joins_into_one_chunk_of_the_same_bytes_and_a_whole_batch_stays_shared() {

@@ -24,7 +24,7 @@ use super::sse::{self, Frame};
 use super::watch_request::WatchRequest;
 use crate::cache::{ReadError, ResetReason, Revision};
 use crate::error::{ApiError, Problem};
-use crate::fanout::{Feed, FeedEvent, FeedOptions, Gap, OnGap, Start};
+use crate::fanout::{Feed, FeedEvent, FeedOptions, Gap, JOIN_BYTES, OnGap, Start, join};
 use crate::http::auth::{Caller, token_labels};
 use crate::http::limits::WatchPermit;
 use crate::http::params::Params;
@@ -33,10 +33,6 @@ use crate::namespaces::Namespace;
 
 /// Most key-values in one `snapshot` event.
 pub const SNAPSHOT_CHUNK: usize = 1000;
-
-/// Most bytes of events due at once that are joined into one chunk of the
-/// body (one write for the socket) beyond the first event.
-const JOIN_BYTES: usize = 64 << 10;
 
 /// `GET /v1/namespaces/{ns}/watch`.
 pub async fn watch(State(state): State<V1>, caller: Caller, request: Request) -> Result<Response, ApiError> {
@@ -193,7 +189,7 @@ impl WatchStream {
         if batches {
             self.feed.sent();
         }
-        let chunk = sse::join(chunk);
+        let chunk = join(chunk);
         self.metrics.sent(events, chunk.len());
         Some(chunk)
     }
