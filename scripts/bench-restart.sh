@@ -8,6 +8,7 @@
 #
 #   scripts/bench-restart.sh                       # 10000 subscribers, 100 changes
 #   SUBSCRIBERS=1000 CATCH_UPS="8 32" scripts/bench-restart.sh
+#   GATEWAY_BIN=/tmp/old-gateway scripts/bench-restart.sh   # another binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/prereqs.sh
@@ -27,7 +28,7 @@ bg_pids="$bg_pids $!"
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:${port}/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 RESTART_ETCD="http://127.0.0.1:${port}" RESTART_DIR="$dir" \
-  RESTART_GATEWAY_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway")" \
+  RESTART_GATEWAY_BIN="$(realpath "${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/release/etcd-cache-gateway}")" \
   RESTART_SUBSCRIBERS="${SUBSCRIBERS:-10000}" RESTART_CHANGES="${CHANGES:-100}" \
   RESTART_CATCH_UPS="${CATCH_UPS:-32 100000}" \
   cargo bench --bench restart --quiet 2>/dev/null | grep '^restart:'

@@ -335,6 +335,20 @@ impl CatchUp {
         }
     }
 
+    /// The next revision when the replay being read already holds it, for
+    /// a caller that joins what is due without waiting; `None`: ask
+    /// [`CatchUp::next`] (which also hands over to the window). Taking it
+    /// here rather than from the window it may already reach changes
+    /// nothing: both hold etcd's history, and the position moves the same.
+    pub fn try_batch(&mut self) -> Option<Arc<Entry>> {
+        let (replay, _) = self.replay.as_ref()?;
+        let filled = replay.state.lock();
+        let next = filled.entries.partition_point(|e| e.revision <= self.position);
+        let entry = filled.entries.get(next)?;
+        self.position = entry.revision;
+        Some(Arc::clone(entry))
+    }
+
     /// Counts a catch-up that ends with `e`.
     fn failed(&self, e: UpstreamError) -> UpstreamError {
         let counter = match e {

@@ -313,11 +313,12 @@ impl Feed {
     }
 
     /// The next event when it is due now, without waiting: a batch of a
-    /// live feed, or the next step of a replay of the window. `None` when
-    /// anything else is next (for [`Feed::next`]). A surface joins the
-    /// events already due into one write with it: a subscriber woken after
-    /// several revisions, or resuming behind a few hundred, costs one
-    /// write, not one per revision.
+    /// live feed, the next step of a replay of the window, or a revision a
+    /// catch-up's replay of etcd already holds. `None` when anything else
+    /// is next (for [`Feed::next`]). A surface joins the events already
+    /// due into one write with it: a subscriber woken after several
+    /// revisions, or resuming behind a few hundred, costs one write, not
+    /// one per revision.
     pub fn ready(&mut self) -> Option<FeedEvent> {
         match self.phase {
             Phase::Live => self.due_batch(),
@@ -326,20 +327,27 @@ impl Feed {
                 self.phase = Phase::Done;
                 self.replay()
             }
+            Phase::CatchUp { .. } => self.due_catch_up(),
             _ => None,
         }
     }
 
-    /// The next selected batch if it is due now and the feed goes on; at
-    /// most [`DUE_SKIPS`] unselected revisions are passed over on the way.
-    fn due_batch(&mut self) -> Option<FeedEvent> {
+    /// Whether a feed taking due batches must stop now: shut down, or
+    /// (checked every [`DUE_CLOCK_EVERY`] calls) past its lifetime.
+    fn due_stopped(&mut self) -> bool {
         // The clock is read every few batches only: a lifetime ends a
         // little late rather than costing every event a clock read.
         self.due_count = self.due_count.wrapping_add(1);
         let check_clock = self.due_count % DUE_CLOCK_EVERY == 0;
         let ended =
             check_clock && self.timers.end_at.as_ref().is_some_and(|end| end.deadline() <= Instant::now());
-        if ended || self.shutdown.is_cancelled() {
+        ended || self.shutdown.is_cancelled()
+    }
+
+    /// The next selected batch if it is due now and the feed goes on; at
+    /// most [`DUE_SKIPS`] unselected revisions are passed over on the way.
+    fn due_batch(&mut self) -> Option<FeedEvent> {
+        if self.due_stopped() {
             return None;
         }
         let subscription = self.subscription.as_mut()?;
@@ -347,6 +355,21 @@ impl Feed {
             // A reset is left for `next` to find again (it moves nothing).
             let Update::Batch(entry) = subscription.try_next()? else { return None };
             if let Some(event) = Self::batch(&self.options.range, entry) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// The next selected revision a catch-up's replay already holds; at
+    /// most [`DUE_SKIPS`] unselected revisions are passed over on the way.
+    fn due_catch_up(&mut self) -> Option<FeedEvent> {
+        if self.due_stopped() {
+            return None;
+        }
+        let Phase::CatchUp { catch_up, .. } = &mut self.phase else { return None };
+        for _ in 0..DUE_SKIPS {
+            if let Some(event) = Self::batch(&self.options.range, catch_up.try_batch()?) {
                 return Some(event);
             }
         }

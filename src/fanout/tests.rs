@@ -465,3 +465,26 @@ async fn a_replay_of_the_window_is_due_without_waiting_until_synced() {
     assert_eq!(seen, replayed);
     assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[4], 0));
 }
+
+#[tokio::test]
+async fn a_catch_up_is_due_without_waiting_as_far_as_its_replay_of_etcd_has_read() {
+    let (cache, _, applied) = cache_after(10, 3).await;
+    let mut feed = feed(&cache, super::Start::Since(1), super::OnGap::End);
+    // The first revision waits for the replay to read etcd; the replay
+    // then holds everything up to the window.
+    assert_eq!(summary(&feed.next().await.unwrap()), ("batch", applied[0], 1));
+    let mut due = Vec::new();
+    while let Some(event) = feed.ready() {
+        due.push(summary(&event));
+    }
+    let before_window: Vec<_> = applied[1..7].iter().map(|&r| ("batch", r, 1)).collect();
+    assert_eq!(due, before_window, "the replay's revisions, without waiting");
+    // The handover to the window, then the window's revisions, then synced.
+    let mut rest = vec![summary(&feed.next().await.unwrap())];
+    while let Some(event) = feed.ready() {
+        rest.push(summary(&event));
+    }
+    let window: Vec<_> = applied[7..].iter().map(|&r| ("batch", r, 1)).collect();
+    assert_eq!(rest, window);
+    assert_eq!(summary(&feed.next().await.unwrap()), ("synced", applied[9], 0));
+}
