@@ -26,6 +26,9 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
+#[path = "common/process.rs"]
+mod process;
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -105,12 +108,7 @@ impl Gateway {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        process::rss_kib(&self.child.id().to_string())
     }
 }
 

@@ -153,6 +153,13 @@ struct Filled {
     end: Option<End>,
 }
 
+impl Filled {
+    /// The first entry after `position`, if read yet.
+    fn after(&self, position: Revision) -> Option<&Arc<Entry>> {
+        self.entries.get(self.entries.partition_point(|e| e.revision <= position))
+    }
+}
+
 #[derive(Clone, Debug)]
 enum End {
     /// Reached the history window or the byte bound: readers continue from
@@ -305,8 +312,7 @@ impl CatchUp {
             changes.borrow_and_update();
             let end = {
                 let filled = replay.state.lock();
-                let next = filled.entries.partition_point(|e| e.revision <= self.position);
-                if let Some(entry) = filled.entries.get(next) {
+                if let Some(entry) = filled.after(self.position) {
                     self.position = entry.revision;
                     return Ok(Step::Batch(Arc::clone(entry)));
                 }
@@ -343,8 +349,7 @@ impl CatchUp {
     pub fn try_batch(&mut self) -> Option<Arc<Entry>> {
         let (replay, _) = self.replay.as_ref()?;
         let filled = replay.state.lock();
-        let next = filled.entries.partition_point(|e| e.revision <= self.position);
-        let entry = filled.entries.get(next)?;
+        let entry = filled.after(self.position)?;
         self.position = entry.revision;
         Some(Arc::clone(entry))
     }
